@@ -1,0 +1,37 @@
+"""KFP component: the fail-closed chain gate."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from chainproof.components._image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def verify_chain(
+    model: Input[Model],
+    chain: Input[Artifact],
+    layout_sha256: str,
+    signer: str,
+    chain_out: Output[Artifact],
+) -> None:
+    """Verify every link, rule and evidence file so far, the model and its signatures; fail the pipeline otherwise.
+
+    On success the step writes a signed SLSA verification summary
+    (attestations/vsa.json) that register_model requires.
+
+    Args:
+        model: The model folder from train_model.
+        chain: The chain folder from sign_and_attest.
+        layout_sha256: The pinned SHA-256 of the layout.
+        signer: This step's signer reference.
+        chain_out: The chain extended with the verification summary and this step's link.
+    """
+    from chainproof import steps
+
+    steps.verify_chain(
+        model_dir=model.path,
+        chain_in=chain.path,
+        layout_sha256=layout_sha256,
+        signer=signer,
+        chain_out=chain_out.path,
+    )

@@ -1,0 +1,303 @@
+"""Attestations: in-toto links per step, in-toto Statements, and model signatures.
+
+Example:
+    >>> import tempfile
+    >>> from chainproof.attest import record_link
+    >>> from chainproof.identity import local_principal
+    >>> from chainproof.signing import init_keys, load_signer
+    >>> ring = init_keys(tempfile.mkdtemp(), roles=["train_model"])
+    >>> signer = load_signer(ring.signer_reference("train_model"))
+    >>> env = record_link("train_model", materials={}, products={"model/m.joblib": "ab" * 32},
+    ...                   signer=signer, principal=local_principal(), parameters={})
+    >>> env.get_payload().products
+    {'model/m.joblib': {'sha256': 'abababababababababababababababababababababababababababababababab'}}
+
+Links are in-toto 3.x ``Link`` objects in DSSE envelopes, signed by the step's
+functionary key. Materials and products are *logical* names (``dataset/...``,
+``model/...``) hashed by :mod:`chainproof.digests`, never local paths, so a local
+run and a Vertex AI run produce the same chain. The link's ``environment`` records
+the step's principal, the signer (never key material), the chainproof version and
+the step's non-secret parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from in_toto.models.link import FILENAME_FORMAT, Link
+from in_toto.models.metadata import Envelope, Metadata
+from securesystemslib.dsse import Envelope as DSSEEnvelope
+from securesystemslib.signer import SSlibKey
+
+from chainproof._version import __version__
+from chainproof.errors import ArtifactRefused, InputError, SignatureError
+from chainproof.identity import Principal
+from chainproof.signing import StepSigner, public_key_pem
+
+__all__ = [
+    "IN_TOTO_PAYLOAD_TYPE",
+    "STATEMENT_TYPE",
+    "link_filename",
+    "load_link",
+    "load_statement",
+    "record_link",
+    "sign_model",
+    "sign_statement",
+    "utc_now",
+    "verify_model_signature",
+    "write_atomic",
+    "write_link",
+]
+
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+
+
+def utc_now() -> str:
+    """Return the current UTC time as RFC 3339 with a ``Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_safe(value: Any, *, where: str) -> Any:
+    # Floats do not survive every JSON round-trip (protobuf Structs, some
+    # attestation bindings): record them as their exact decimal text.
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, where=f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, where=where) for v in value]
+    raise InputError(f"{where}: parameter of type {type(value).__name__} cannot be recorded")
+
+
+def record_link(
+    step: str,
+    *,
+    materials: Mapping[str, str],
+    products: Mapping[str, str],
+    signer: StepSigner,
+    principal: Principal,
+    parameters: Mapping[str, Any],
+) -> Envelope:
+    """Record and sign the in-toto link of one step.
+
+    Args:
+        step: the layout step name.
+        materials: logical name to SHA-256 of what the step consumed (verified).
+        products: logical name to SHA-256 of what it produced.
+        signer: the step's functionary signer.
+        principal: the identity the step ran as.
+        parameters: the step's non-secret parameters.
+
+    Returns:
+        The signed DSSE envelope (``Envelope.get_payload()`` is the ``Link``).
+    """
+    link = Link(
+        name=step,
+        materials={k: {"sha256": v} for k, v in sorted(materials.items())},
+        products={k: {"sha256": v} for k, v in sorted(products.items())},
+        byproducts={},
+        command=[],
+        environment={
+            "chainproof": {
+                "version": __version__,
+                "recorded": utc_now(),
+                "principal": principal.to_dict(),
+                "signer": signer.describe(),
+                "parameters": _json_safe(dict(parameters), where=f"{step} parameters"),
+            }
+        },
+    )
+    envelope = Envelope.from_signable(link)
+    envelope.create_signature(signer.signer)
+    return envelope
+
+
+def link_filename(step: str, keyid: str) -> str:
+    """Return in-toto's file name for a step's link: ``STEP.KEYID8.link``."""
+    return str(FILENAME_FORMAT.format(step_name=step, keyid=keyid))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that readers see either nothing or all of it.
+
+    Args:
+        path: the destination.
+        data: the bytes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_link(envelope: Envelope, directory: str | os.PathLike[str]) -> Path:
+    """Write a signed link as ``STEP.KEYID8.link`` in a folder.
+
+    Args:
+        envelope: a link envelope with one signature.
+        directory: the links folder.
+
+    Returns:
+        The file written.
+    """
+    link = envelope.get_payload()
+    keyid = envelope.signatures[next(iter(envelope.signatures))].keyid
+    path = Path(directory) / link_filename(link.name, keyid)
+    write_atomic(path, json.dumps(envelope.to_dict(), sort_keys=True).encode("utf-8"))
+    return path
+
+
+def load_link(path: str | os.PathLike[str]) -> tuple[Metadata, Link]:
+    """Load a link file (DSSE or classic), without verifying it.
+
+    Args:
+        path: the ``.link`` file.
+
+    Returns:
+        The metadata wrapper and its ``Link`` payload.
+
+    Raises:
+        ArtifactRefused: the file is not a readable in-toto link.
+    """
+    try:
+        metadata = Metadata.load(str(path))
+        payload = metadata.get_payload()
+    except OSError as exc:
+        raise ArtifactRefused(str(path), f"cannot read link ({exc.strerror})") from exc
+    except Exception as exc:  # in-toto raises several unrelated types for malformed files
+        raise ArtifactRefused(str(path), f"not an in-toto link ({type(exc).__name__})") from exc
+    if not isinstance(payload, Link):
+        raise ArtifactRefused(str(path), "holds a layout, not a link")
+    return metadata, payload
+
+
+def sign_statement(
+    *,
+    subjects: Mapping[str, str],
+    predicate_type: str,
+    predicate: Mapping[str, Any],
+    signer: StepSigner,
+) -> bytes:
+    """Sign an in-toto Statement v1 into a DSSE envelope.
+
+    Args:
+        subjects: subject name to SHA-256.
+        predicate_type: the predicate's type URI (SLSA provenance, VSA, ...).
+        predicate: the predicate body (JSON-safe: no floats).
+        signer: the signing step's functionary signer.
+
+    Returns:
+        The envelope JSON bytes.
+    """
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": n, "digest": {"sha256": d}} for n, d in sorted(subjects.items())],
+        "predicateType": predicate_type,
+        "predicate": _json_safe(dict(predicate), where=predicate_type),
+    }
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    envelope = DSSEEnvelope(payload=payload, payload_type=IN_TOTO_PAYLOAD_TYPE, signatures={})
+    envelope.sign(signer.signer)
+    return json.dumps(envelope.to_dict(), sort_keys=True).encode("utf-8")
+
+
+def load_statement(data: bytes, *, key: SSlibKey, what: str) -> dict[str, Any]:
+    """Verify a DSSE-signed in-toto Statement and return it.
+
+    Args:
+        data: the envelope JSON bytes.
+        key: the public key that must have signed it.
+        what: the artifact name errors report.
+
+    Returns:
+        The statement as a dictionary.
+
+    Raises:
+        SignatureError: the signature does not verify with ``key``.
+        ArtifactRefused: the file is not a DSSE in-toto Statement v1.
+    """
+    try:
+        envelope = DSSEEnvelope.from_dict(json.loads(data))
+    except Exception as exc:  # malformed JSON or envelope fields
+        raise ArtifactRefused(what, f"not a DSSE envelope ({type(exc).__name__})") from exc
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+        raise ArtifactRefused(
+            what, f"expected payload type {IN_TOTO_PAYLOAD_TYPE}, got {envelope.payload_type!r}"
+        )
+    try:
+        envelope.verify([key], 1)
+    except Exception as exc:  # securesystemslib.exceptions.VerificationError and friends
+        raise SignatureError(
+            f"{what}: signature does not verify with key {str(key.keyid)[:16]}"
+        ) from exc
+    try:
+        statement = json.loads(envelope.payload)
+    except ValueError as exc:
+        raise ArtifactRefused(what, "payload is not JSON") from exc
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        raise ArtifactRefused(what, f"expected an in-toto Statement ({STATEMENT_TYPE})")
+    return statement
+
+
+def sign_model(model_dir: Path, signature_path: Path, signer: StepSigner) -> None:
+    """Sign a model folder with OpenSSF Model Signing (``model_signing``) into ``model.sig``.
+
+    Args:
+        model_dir: the model folder (every file in it is signed).
+        signature_path: where the signature (a Sigstore bundle) goes.
+        signer: a file-backed EC signer (model-signing accepts EC keys only).
+
+    Raises:
+        InputError: the signer has no private key file model-signing can use.
+    """
+    from model_signing import signing as oms_signing
+
+    if signer.private_key_path is None:
+        raise InputError(f"signer {signer.reference}: model signing needs a local EC key file")
+    tmp = signature_path.with_name(f".{signature_path.name}.part")
+    try:
+        oms_signing.Config().use_elliptic_key_signer(private_key=signer.private_key_path).sign(
+            model_dir, tmp
+        )
+        os.replace(tmp, signature_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def verify_model_signature(model_dir: Path, signature_path: Path, key: SSlibKey) -> None:
+    """Verify an OpenSSF Model Signing signature of a model folder.
+
+    Args:
+        model_dir: the model folder as delivered.
+        signature_path: the ``model.sig`` file.
+        key: the public key that must have signed it.
+
+    Raises:
+        SignatureError: the signature or any file does not verify.
+    """
+    from model_signing import verifying as oms_verifying
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pub = Path(tmp, "key.pub")
+        pub.write_text(public_key_pem(key))
+        try:
+            oms_verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(
+                model_dir, signature_path
+            )
+        except Exception as exc:  # model_signing raises ValueError and library errors
+            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise SignatureError(f"attestations/model.sig: model signature does not verify: {detail}") from exc

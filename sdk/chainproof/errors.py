@@ -1,0 +1,142 @@
+"""One error hierarchy for everything chainproof refuses.
+
+Example:
+    >>> from chainproof.errors import DigestMismatch
+    >>> str(DigestMismatch("dataset/train.csv", "aa" * 32, "bb" * 32))[:29]
+    'dataset/train.csv: expected s'
+
+Every error names the artifact (or step) it is about, what was expected and what
+was found. A failed check raises; it never returns ``False``. Errors carry an
+``exit_code``: 1 for a verification failure or a refused artifact, 2 for a usage
+or input error, so the CLI can map them without guessing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+__all__ = [
+    "ArtifactRefused",
+    "ChainError",
+    "ChainproofError",
+    "CredentialRefused",
+    "DigestMismatch",
+    "InputError",
+    "KeyExists",
+    "LayoutError",
+    "PolicyViolation",
+    "RegistryError",
+    "SignatureError",
+    "UntrustedKey",
+    "VerificationError",
+]
+
+
+class ChainproofError(Exception):
+    """Base class of every error chainproof raises on purpose.
+
+    Attributes:
+        exit_code: the CLI exit code for this error (1 refused, 2 input error).
+    """
+
+    exit_code = 2
+
+    def diagnostics(self) -> str:
+        """Return the one-line, secret-free description of the failure."""
+        return str(self)
+
+    def log_and_exit(self, logger: logging.Logger, *, raise_error: bool = False) -> None:
+        """Log the one-line diagnostics and exit with this error's exit code.
+
+        Args:
+            logger: where the ``FAIL:`` line goes.
+            raise_error: re-raise instead (``--verbose``), to show the traceback.
+
+        Raises:
+            ChainproofError: this error, when ``raise_error`` is true.
+            SystemExit: always otherwise.
+        """
+        logger.error("FAIL: %s", self.diagnostics())
+        if raise_error:
+            raise self
+        sys.exit(self.exit_code)
+
+
+class InputError(ChainproofError):
+    """A usage or input error: a missing file, a malformed argument or document."""
+
+    exit_code = 2
+
+
+class KeyExists(InputError):
+    """A key file already exists where chainproof was asked to create one."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: key already exists; refusing to overwrite it")
+        self.path = path
+
+
+class VerificationError(ChainproofError):
+    """Something that should have verified did not. Exit code 1."""
+
+    exit_code = 1
+
+
+class DigestMismatch(VerificationError):
+    """An artifact's bytes are not the ones that were pinned or attested."""
+
+    def __init__(self, artifact: str, expected: str, actual: str, *, context: str = "") -> None:
+        where = f" ({context})" if context else ""
+        super().__init__(f"{artifact}{where}: expected sha256:{expected}, got sha256:{actual}")
+        self.artifact, self.expected, self.actual = artifact, expected, actual
+
+
+class ArtifactRefused(VerificationError):
+    """An artifact is missing, unexpected, unreadable or unsafe."""
+
+    def __init__(self, artifact: str, reason: str) -> None:
+        super().__init__(f"{artifact}: {reason}")
+        self.artifact, self.reason = artifact, reason
+
+
+class SignatureError(VerificationError):
+    """A signature does not verify with the key it must verify with."""
+
+
+class UntrustedKey(VerificationError):
+    """Metadata is signed, but not by a key the verifier trusts."""
+
+    def __init__(self, what: str, keyid: str, trusted: list[str]) -> None:
+        expected = ", ".join(k[:16] for k in trusted) or "none configured"
+        super().__init__(
+            f"{what}: signed by key {keyid[:16]}, which is not a trusted key "
+            f"(expected one of: {expected})"
+        )
+        self.what, self.keyid, self.trusted = what, keyid, trusted
+
+
+class LayoutError(VerificationError):
+    """The layout (the owner's policy) is malformed, expired, or not the pinned one."""
+
+
+class ChainError(VerificationError):
+    """A step's link is missing, forged, or breaks a rule of the layout."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"step {step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+class PolicyViolation(VerificationError):
+    """The chain verifies, but breaks a constraint of the verifier's policy."""
+
+
+class CredentialRefused(ChainproofError):
+    """The step's credentials are of a kind the identity policy refuses."""
+
+    exit_code = 1
+
+
+class RegistryError(ChainproofError):
+    """A registry entry is missing, malformed, or cannot be written."""

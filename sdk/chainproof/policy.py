@@ -1,0 +1,244 @@
+"""The owner's policy: an in-toto layout generated from the pipeline's steps.
+
+Example:
+    >>> import tempfile
+    >>> from chainproof.policy import REFERENCE_STEPS, generate_layout
+    >>> from chainproof.signing import init_keys, load_public_key
+    >>> ring = init_keys(tempfile.mkdtemp(), roles=[s.name for s in REFERENCE_STEPS])
+    >>> keys = {s.name: load_public_key(ring.public_key_path(s.name)) for s in REFERENCE_STEPS}
+    >>> layout = generate_layout(REFERENCE_STEPS, keys)
+    >>> [s.name for s in layout.steps][:2]
+    ['secure_ingest', 'train_model']
+
+Every material of a step is a MATCH against the products of the step that made
+it, every product a CREATE, and anything else is DISALLOWed. ``REQUIRE`` rules make
+the artifacts a step must have present (in-toto's MATCH passes vacuously on an
+empty set). Each step after the first carries ``run/id``, the run identity the
+first step creates, which binds every link to one run: a link replayed from another
+run does not MATCH.
+
+The layout is signed by the owner before the run and outside the pipeline; it
+enters the pipeline pinned by its SHA-256, so no step ever holds the owner key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from in_toto.models.layout import Layout, Step
+from in_toto.models.metadata import Envelope
+from securesystemslib.signer import SSlibKey
+
+from chainproof.errors import InputError
+from chainproof.signing import StepSigner
+
+__all__ = [
+    "DEFAULT_EXPIRY",
+    "REFERENCE_STEPS",
+    "RUN_ID",
+    "StepSpec",
+    "generate_layout",
+    "layout_extensions",
+    "sign_layout",
+    "step_names",
+]
+
+#: The logical name of the run-identity artifact the first step creates.
+RUN_ID = "run/id"
+
+#: How long a generated layout stays valid. A registered model is audited long
+#: after its run, and an expired layout fails every verification.
+DEFAULT_EXPIRY = timedelta(days=365)
+
+Rule = list[str]
+
+
+def _match(pattern: str, step: str) -> Rule:
+    return ["MATCH", pattern, "WITH", "PRODUCTS", "FROM", step]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One pipeline step as the layout sees it.
+
+    Attributes:
+        name: the step (and link) name.
+        expected_materials: in-toto artifact rules for what the step consumes.
+        expected_products: in-toto artifact rules for what the step produces.
+        description: what the step does, for people reading the layout.
+    """
+
+    name: str
+    expected_materials: tuple[tuple[str, ...], ...]
+    expected_products: tuple[tuple[str, ...], ...]
+    description: str
+
+
+def _spec(name: str, materials: list[Rule], products: list[Rule], description: str) -> StepSpec:
+    return StepSpec(
+        name=name,
+        expected_materials=tuple(tuple(r) for r in materials),
+        expected_products=tuple(tuple(r) for r in products),
+        description=description,
+    )
+
+
+_INGEST = "secure_ingest"
+_TRAIN = "train_model"
+_SIGN = "sign_and_attest"
+_GATE = "verify_chain"
+_REGISTER = "register_model"
+
+#: The reference zero-trust training pipeline, in order. The chain table of
+#: DESIGN.md is generated from (and must agree with) these rules.
+REFERENCE_STEPS: tuple[StepSpec, ...] = (
+    _spec(
+        _INGEST,
+        [["ALLOW", "source/*"], ["DISALLOW", "*"]],
+        [
+            ["REQUIRE", RUN_ID],
+            ["CREATE", RUN_ID],
+            # The ingested dataset must be byte-identical to the pinned source.
+            ["MATCH", "*", "IN", "dataset", "WITH", "MATERIALS", "IN", "source", "FROM", _INGEST],
+            ["CREATE", "reports/*"],
+            ["DISALLOW", "*"],
+        ],
+        "Fetch the digest-pinned source, verify it, and create the run identity.",
+    ),
+    _spec(
+        _TRAIN,
+        [["REQUIRE", RUN_ID], _match(RUN_ID, _INGEST), _match("dataset/*", _INGEST), ["DISALLOW", "*"]],
+        [["CREATE", "model/*"], ["CREATE", "metrics/*"], ["DISALLOW", "*"]],
+        "Train the model on the verified dataset.",
+    ),
+    _spec(
+        _SIGN,
+        [["REQUIRE", RUN_ID], _match(RUN_ID, _INGEST), _match("model/*", _TRAIN), ["DISALLOW", "*"]],
+        [
+            ["REQUIRE", "attestations/model.sig"],
+            ["REQUIRE", "attestations/provenance.json"],
+            ["CREATE", "attestations/*"],
+            ["DISALLOW", "*"],
+        ],
+        "Sign the model (OpenSSF Model Signing) and write its SLSA provenance.",
+    ),
+    _spec(
+        _GATE,
+        [
+            ["REQUIRE", RUN_ID],
+            _match(RUN_ID, _INGEST),
+            _match("dataset/*", _INGEST),
+            _match("reports/*", _INGEST),
+            _match("model/*", _TRAIN),
+            _match("metrics/*", _TRAIN),
+            _match("attestations/*", _SIGN),
+            ["DISALLOW", "*"],
+        ],
+        [["REQUIRE", "attestations/vsa.json"], ["CREATE", "attestations/vsa.json"], ["CREATE", "reports/*"], ["DISALLOW", "*"]],
+        "Verify the whole chain so far (fail closed) and write a verification summary.",
+    ),
+    _spec(
+        _REGISTER,
+        [
+            ["REQUIRE", RUN_ID],
+            _match(RUN_ID, _INGEST),
+            _match("model/*", _TRAIN),
+            _match("attestations/vsa.json", _GATE),
+            _match("attestations/*", _SIGN),
+            ["DISALLOW", "*"],
+        ],
+        [["REQUIRE", "registry/entry.json"], ["CREATE", "registry/entry.json"], ["DISALLOW", "*"]],
+        "Register the verified model with a pointer to its evidence.",
+    ),
+)
+
+
+def step_names(steps: Sequence[StepSpec] = REFERENCE_STEPS) -> list[str]:
+    """Return the step names in pipeline order."""
+    return [s.name for s in steps]
+
+
+def generate_layout(
+    steps: Sequence[StepSpec],
+    functionary_keys: Mapping[str, SSlibKey],
+    *,
+    expires: datetime | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Layout:
+    """Build the in-toto layout for a pipeline.
+
+    Args:
+        steps: the pipeline's steps in order.
+        functionary_keys: step name to the public key that must sign its link.
+        expires: when the layout stops being valid (default: one year from now).
+        extensions: chainproof policy beyond in-toto's (for example the expected
+            principal per step), stored as JSON in the layout's signed ``readme``.
+
+    Returns:
+        The unsigned layout.
+
+    Raises:
+        InputError: a step has no functionary key, or names are not unique.
+    """
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise InputError(f"layout: step names must be unique, got {names}")
+    missing = [n for n in names if n not in functionary_keys]
+    if missing:
+        raise InputError(f"layout: no functionary key for step(s) {', '.join(missing)}")
+    when = expires or datetime.now(timezone.utc) + DEFAULT_EXPIRY
+    layout = Layout(
+        expires=when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        readme=json.dumps({"chainproof": dict(extensions or {})}, sort_keys=True),
+    )
+    for spec in steps:
+        key = functionary_keys[spec.name]
+        layout.add_functionary_key(key.to_dict() | {"keyid": key.keyid})
+        layout.steps.append(
+            Step(
+                name=spec.name,
+                expected_materials=[list(r) for r in spec.expected_materials],
+                expected_products=[list(r) for r in spec.expected_products],
+                pubkeys=[key.keyid],
+                threshold=1,
+                expected_command=[],
+            )
+        )
+    layout.validate()
+    return layout
+
+
+def layout_extensions(layout: Layout) -> dict[str, Any]:
+    """Return the chainproof extensions stored in a layout's ``readme``.
+
+    Args:
+        layout: a layout ``generate_layout`` made (other layouts give ``{}``).
+
+    Returns:
+        The extensions dictionary.
+    """
+    try:
+        doc = json.loads(layout.readme or "{}")
+    except ValueError:
+        return {}
+    ext = doc.get("chainproof") if isinstance(doc, dict) else None
+    return dict(ext) if isinstance(ext, dict) else {}
+
+
+def sign_layout(layout: Layout, owner: StepSigner) -> bytes:
+    """Sign a layout with the owner's key into a DSSE envelope.
+
+    Args:
+        layout: the layout to sign.
+        owner: the owner's signer (the root of trust).
+
+    Returns:
+        The envelope as in-toto writes it (JSON bytes, the ``root.layout`` file).
+    """
+    envelope = Envelope.from_signable(layout)
+    envelope.create_signature(owner.signer)
+    return json.dumps(envelope.to_dict(), sort_keys=True).encode("utf-8")

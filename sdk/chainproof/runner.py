@@ -1,0 +1,294 @@
+"""Run the reference pipeline on one machine with ``kfp.local``.
+
+Example:
+    >>> from chainproof.runner import SAMPLE  # doctest: +SKIP
+    >>> result = run_reference_pipeline(workdir=Path("chainproof-work"), trust_dir=Path("trust"))
+    >>> result.verified
+    True
+
+This is what ``chainproof run`` does: create development keys on the first run,
+generate the layout from the pipeline and sign it with the owner key *outside*
+the pipeline, pin it by digest, run every step with kfp's SubprocessRunner, and
+verify the registered model's bundle against the trusted owner key at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from chainproof.digests import check_sha256_hex
+from chainproof.errors import ChainproofError, InputError
+from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
+from chainproof.registry import LocalModelRegistry
+from chainproof.signing import KeyRing, TrustStore, init_keys, load_public_key, load_signer, public_key_pem
+from chainproof.steps import FAILURE_MARKER
+from chainproof.verify import LAYOUT_FILE, VerificationResult, verify_bundle
+
+__all__ = ["SAMPLE", "RunResult", "Sample", "StepFailed", "run_reference_pipeline"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A dataset shipped with chainproof, pinned by digest.
+
+    Attributes:
+        file: the file name inside ``chainproof/data``.
+        sha256: its pinned SHA-256.
+        target: its label column.
+        description: where it comes from and under which license.
+    """
+
+    file: str
+    sha256: str
+    target: str
+    description: str
+
+    def path(self) -> Path:
+        """Return the installed file's path."""
+        return Path(str(resources.files("chainproof") / "data" / self.file))
+
+
+#: The built-in sample: the Wisconsin Diagnostic Breast Cancer data (569 rows,
+#: 30 numeric features, label ``malignant``), as bundled with scikit-learn
+#: (BSD-3-Clause); originally from the UCI Machine Learning Repository (CC BY 4.0).
+SAMPLE = Sample(
+    file="breast_cancer.csv",
+    sha256="4a3c7b25bbe23b3746f1be7136452435d2d3eb921124d31aa194c2c19d69f376",
+    target="malignant",
+    description="Wisconsin Diagnostic Breast Cancer (UCI, CC BY 4.0) via scikit-learn (BSD-3-Clause)",
+)
+
+_SIGNER_PARAM = {
+    "secure_ingest": "ingest_signer",
+    "train_model": "train_signer",
+    "sign_and_attest": "attest_signer",
+    "verify_chain": "gate_signer",
+    "register_model": "register_signer",
+}
+
+
+class StepFailed(ChainproofError):
+    """A pipeline step refused its input or failed; the message is the step's own."""
+
+    def __init__(self, step: str, reason: str, exit_code: int) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step, self.reason = step, reason
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one local run.
+
+    Attributes:
+        run_dir: this run's folder (layout, kfp outputs, log).
+        bundle: the registered evidence bundle.
+        model: the registered model folder.
+        model_sha256: manifest digest of the model files.
+        registered: the registry reference.
+        owner_key: the trusted owner public key file.
+        verification: the final verification of the registered bundle.
+        log: the pipeline log file.
+    """
+
+    run_dir: Path
+    bundle: Path
+    model: Path
+    model_sha256: str
+    registered: str
+    owner_key: Path
+    verification: VerificationResult
+    log: Path
+
+    @property
+    def verified(self) -> bool:
+        """Always true: a run that does not verify raises instead."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON summary ``chainproof run --format json`` prints."""
+        return {
+            "bundle": str(self.bundle),
+            "model": str(self.model),
+            "model_sha256": self.model_sha256,
+            "registered": self.registered,
+            "owner_key": str(self.owner_key),
+            "verified": self.verified,
+            "run_dir": str(self.run_dir),
+            "log": str(self.log),
+            "steps": [s.name for s in self.verification.steps],
+        }
+
+
+class _LogTap(io.TextIOBase):
+    """Receives kfp.local's log output: keeps all of it, reports step transitions."""
+
+    _START = re.compile(r"Executing task '?([A-Za-z0-9_-]+)'?")
+    _END = re.compile(r"Task '?([A-Za-z0-9_-]+)'? finished with status (\w+)")
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self, sink: io.TextIOBase, progress: Callable[[str, str], None] | None) -> None:
+        self._sink, self._progress, self._buffer = sink, progress, ""
+        self.failures: list[str] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        clean = self._ANSI.sub("", text)
+        self._sink.write(clean)
+        self._buffer += clean
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._line(line)
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if FAILURE_MARKER in line:
+            self.failures.append(line.split(FAILURE_MARKER, 1)[1].strip())
+        if self._progress is None:
+            return
+        if m := self._START.search(line):
+            self._progress(m.group(1), "running")
+        elif m := self._END.search(line):
+            self._progress(m.group(1), m.group(2).lower())
+
+
+def _ensure_keys(keys_dir: Path) -> KeyRing:
+    roles = ["owner", *(s.name for s in REFERENCE_STEPS)]
+    if not (keys_dir / "keyring.json").exists():
+        return init_keys(keys_dir, roles=roles, development=True)
+    ring = KeyRing.load(keys_dir)
+    missing = [r for r in roles if r not in ring.roles]
+    if missing:
+        raise InputError(f"{keys_dir}: key ring has no key for {', '.join(missing)}")
+    return ring
+
+
+def _failure(tap: _LogTap, exc: BaseException, log: Path) -> ChainproofError:
+    for line in tap.failures:
+        m = re.match(r"([a-z_]+) exit=(\d): (.*)", line)
+        if m:
+            return StepFailed(m.group(1), m.group(3), int(m.group(2)))
+    task = re.search(r"Inner task failed: '?([A-Za-z0-9_-]+)", re.sub(r"\x1b\[[0-9;]*m", "", str(exc)))
+    name = task.group(1) if task else "pipeline"
+    return StepFailed(name, f"failed without a chainproof diagnosis; see {log}", 1)
+
+
+def run_reference_pipeline(
+    *,
+    workdir: Path,
+    trust_dir: Path,
+    data: Path | None = None,
+    sha256: str | None = None,
+    target: str | None = None,
+    model_name: str = "chainproof-model",
+    estimator: str = "random_forest",
+    hyperparameters: str = "{}",
+    progress: Callable[[str, str], None] | None = None,
+) -> RunResult:
+    """Run the reference pipeline locally and verify what it registered.
+
+    Args:
+        workdir: keys, runs and the local registry live here.
+        trust_dir: the trust store the owner key is added to.
+        data: a CSV of the user's (default: the built-in sample).
+        sha256: the pinned SHA-256 of ``data`` (mandatory with ``data``).
+        target: the label column of ``data``.
+        model_name: the registry model name.
+        estimator: the scikit-learn estimator name.
+        hyperparameters: estimator parameters as a JSON object.
+        progress: called with (step, state) as steps start and finish.
+
+    Returns:
+        The verified run.
+
+    Raises:
+        StepFailed: a step refused its input (the message is the step's).
+        VerificationError: the registered bundle does not verify.
+        InputError: bad arguments.
+
+    Side effects:
+        Creates development keys on the first run, writes under ``workdir``, adds the
+        owner key to ``trust_dir``, and runs each step in a subprocess.
+    """
+    import kfp.local
+
+    from chainproof.pipelines import zero_trust_training
+
+    if data is None:
+        if sha256 or target:
+            raise InputError("--sha256 and --target go with --data")
+        data, pinned, target_column = SAMPLE.path(), SAMPLE.sha256, SAMPLE.target
+    else:
+        if not sha256 or not target:
+            raise InputError("--data needs --sha256 (the pinned digest) and --target (the label column)")
+        pinned = check_sha256_hex(sha256, what="--sha256")
+        target_column = target
+        data = data.absolute()
+
+    workdir = workdir.absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    ring = _ensure_keys(workdir / "keys")
+    owner = load_signer(ring.signer_reference("owner"))
+    functionaries = {s.name: load_public_key(ring.public_key_path(s.name)) for s in REFERENCE_STEPS}
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = workdir / "runs" / f"{stamp}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True)
+    # The owner signs the layout here, outside the pipeline; steps only see its digest.
+    layout_bytes = sign_layout(generate_layout(REFERENCE_STEPS, functionaries), owner)
+    layout_path = run_dir / LAYOUT_FILE
+    layout_path.write_bytes(layout_bytes)
+    layout_sha256 = hashlib.sha256(layout_bytes).hexdigest()
+    TrustStore(trust_dir).add(owner.public_key)
+
+    params = {
+        "source_uri": data.as_uri(),
+        "expected_sha256": pinned,
+        "target_column": target_column,
+        "layout_uri": layout_path.as_uri(),
+        "layout_sha256": layout_sha256,
+        "owner_public_key": public_key_pem(owner.public_key),
+        "registry_uri": (workdir / "registry").as_uri(),
+        "model_name": model_name,
+        "estimator": estimator,
+        "hyperparameters": hyperparameters,
+        **{param: ring.signer_reference(step) for step, param in _SIGNER_PARAM.items()},
+    }
+    log_path = run_dir / "pipeline.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        tap = _LogTap(log, progress)  # type: ignore[arg-type]
+        with contextlib.redirect_stdout(tap):  # type: ignore[type-var]
+            kfp.local.init(
+                runner=kfp.local.SubprocessRunner(use_venv=False),
+                pipeline_root=str(run_dir / "pipeline"),
+                raise_on_error=True,
+            )
+            try:
+                task = zero_trust_training(**params)
+            except RuntimeError as exc:
+                raise _failure(tap, exc, log_path) from None
+    reference = str(task.output)
+    registered = LocalModelRegistry(workdir / "registry").resolve(reference)
+    verification = verify_bundle(registered.bundle_location, trusted_owner_keys={owner.keyid: owner.public_key})
+    return RunResult(
+        run_dir=run_dir,
+        bundle=Path(registered.bundle_location),
+        model=Path(registered.model_location),
+        model_sha256=registered.model_sha256,
+        registered=reference,
+        owner_key=ring.public_key_path("owner"),
+        verification=verification,
+        log=log_path,
+    )

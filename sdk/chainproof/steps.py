@@ -1,0 +1,636 @@
+"""The pipeline steps: what each KFP component does, callable without KFP.
+
+Example:
+    >>> from chainproof import steps
+    >>> sorted(n for n in steps.__all__ if not n[0].isupper())[:2]
+    ['register_model', 'secure_ingest']
+
+Every step follows the same discipline:
+
+1. load its signer and check the layout authorizes it for this step;
+2. verify the chain so far (layout pinned by digest, every earlier link and rule,
+   every evidence file) and the digests of the artifacts it receives;
+3. do its work in staging folders;
+4. record and sign its link (materials: what it verified; products: what it made);
+5. publish its outputs by renaming the staging folders into place.
+
+A failure at any point raises a :class:`~chainproof.errors.ChainproofError`, and
+nothing is left at the output paths for a later step to pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from in_toto.models.layout import Layout
+from securesystemslib.signer import SSlibKey
+
+from chainproof._version import __version__
+from chainproof.attest import record_link, sign_model, sign_statement, utc_now, write_atomic, write_link
+from chainproof.digests import check_sha256_hex, digest_tree, manifest_digest, sha256_file
+from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, InputError
+from chainproof.identity import Principal, local_principal
+from chainproof.policy import RUN_ID
+from chainproof.registry import LocalModelRegistry, ModelRegistry
+from chainproof.scan import scan_csv
+from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
+from chainproof.storage import fetch
+from chainproof.verify import (
+    BUNDLE_INDEX,
+    KEYS_DIR,
+    LAYOUT_FILE,
+    LINKS_DIR,
+    SLSA_PROVENANCE,
+    SLSA_VSA,
+    StepRecord,
+    VerificationResult,
+    check_artifacts,
+    load_layout,
+    products_with_prefix,
+    verify_layout_signature,
+    verify_model_evidence,
+    verify_pinned_chain,
+)
+
+__all__ = [
+    "BUILD_TYPE",
+    "StepOutcome",
+    "register_model",
+    "report_step_failure",
+    "secure_ingest",
+    "sign_and_attest",
+    "train_model",
+    "verify_chain",
+]
+
+#: The SLSA build type of the reference pipeline's provenance.
+BUILD_TYPE = "https://chainproof.dev/slsa/zero-trust-training/v1"
+
+#: Marker that precedes a step's one-line failure in its log, so that
+#: ``chainproof run`` (and a person reading Vertex logs) can find the reason.
+FAILURE_MARKER = "chainproof-step-failed:"
+
+
+@dataclass
+class StepOutcome:
+    """What a step did, for the component to expose as artifact metadata.
+
+    Attributes:
+        step: the step name.
+        link: the link file written.
+        metadata: non-secret facts for the KFP artifact metadata.
+    """
+
+    step: str
+    link: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def report_step_failure(step: str, error: ChainproofError) -> None:
+    """Print a step's one-line failure after :data:`FAILURE_MARKER` on stderr.
+
+    Args:
+        step: the failing step.
+        error: the error (its diagnostics hold no secrets).
+    """
+    print(f"{FAILURE_MARKER} {step} exit={error.exit_code}: {error.diagnostics()}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _reporting(step: str) -> Iterator[None]:
+    try:
+        yield
+    except ChainproofError as exc:
+        report_step_failure(step, exc)
+        raise
+
+
+@contextmanager
+def _staged(final: Path) -> Iterator[Path]:
+    """Yield a staging folder that becomes ``final`` only if the block succeeds."""
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise InputError(f"{final}: output already exists; refusing to overwrite it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}.staging-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        yield staging
+        if final.exists():
+            final.rmdir()
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _signer_for(step: str, reference: str, layout: Layout) -> StepSigner:
+    signer = load_signer(reference)
+    spec = next((s for s in layout.steps if s.name == step), None)
+    if spec is None:
+        raise ChainError(step, "the layout has no such step")
+    if signer.keyid not in spec.pubkeys:
+        raise ChainError(
+            step,
+            f"signer {reference} has key {signer.keyid[:16]}, but the layout authorizes "
+            f"{', '.join(k[:16] for k in spec.pubkeys)} for this step",
+        )
+    return signer
+
+
+def _copy_chain(chain_in: Path, chain_out: Path) -> None:
+    shutil.copytree(chain_in, chain_out, dirs_exist_ok=True)
+
+
+def _principal(principal: Principal | None) -> Principal:
+    return principal or local_principal()
+
+
+def _check_received(records: Mapping[str, StepRecord], directory: Path, prefix: str, what: str) -> dict[str, str]:
+    producer, attested = products_with_prefix(records, f"{prefix}/")
+    received = digest_tree(directory, prefix=prefix)
+    check_artifacts(attested, received, producer=producer, what=what)
+    return received
+
+
+def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+
+
+def secure_ingest(
+    *,
+    source_uri: str,
+    expected_sha256: str,
+    layout_uri: str,
+    layout_sha256: str,
+    signer: str,
+    dataset_dir: str | Path,
+    chain_dir: str | Path,
+    owner_public_key: str = "",
+    principal: Principal | None = None,
+) -> StepOutcome:
+    """Fetch the digest-pinned source and start the chain.
+
+    Args:
+        source_uri: where the data is (``file://`` or a path here).
+        expected_sha256: the pinned SHA-256 of the source (mandatory).
+        layout_uri: where the signed layout is.
+        layout_sha256: the pinned SHA-256 of the layout.
+        signer: this step's signer reference.
+        dataset_dir: output folder for the verified dataset.
+        chain_dir: output folder for the chain (layout, run id, link).
+        owner_public_key: the owner's public key PEM; when given, the layout's
+            signature is checked too, and the key is copied to ``keys/owner.pub``
+            (for convenience: verifiers never trust that copy).
+        principal: the identity this step runs as (default: the local user).
+
+    Returns:
+        The link written and the dataset metadata.
+
+    Raises:
+        DigestMismatch: the source or the layout is not the pinned one.
+        ChainproofError: any other refusal.
+
+    Side effects:
+        Reads the source and the layout by URI; writes the two output folders.
+    """
+    step = "secure_ingest"
+    with _reporting(step):
+        expected = check_sha256_hex(expected_sha256, what=f"{step} expected_sha256")
+        pinned_layout = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
+        with _staged(Path(chain_dir)) as chain, _staged(Path(dataset_dir)) as dataset:
+            layout_file = fetch(layout_uri, dest_dir=chain, expected_sha256=pinned_layout, name=LAYOUT_FILE)
+            envelope, layout = load_layout(layout_file.path.read_bytes())
+            if owner_public_key.strip():
+                owner = public_key_from_pem(owner_public_key, what="owner_public_key")
+                verify_layout_signature(envelope, {str(owner.keyid): owner})
+                write_atomic(chain / KEYS_DIR / "owner.pub", public_key_pem(owner).encode())
+            step_signer = _signer_for(step, signer, layout)
+            for keyid, keydict in sorted(layout.keys.items()):
+                write_atomic(chain / KEYS_DIR / f"{keyid[:16]}.pub", public_key_pem(SSlibKey.from_dict(keyid, dict(keydict))).encode())
+
+            run_doc = {"run": uuid.uuid4().hex, "layout_sha256": pinned_layout, "created": utc_now()}
+            _write_json(chain / RUN_ID, run_doc)
+
+            got = fetch(source_uri, dest_dir=dataset, expected_sha256=expected)
+            report = scan_csv(got.path, name=f"dataset/{got.name}") if got.name.lower().endswith(".csv") else None
+            if report is not None:
+                _write_json(chain / "reports" / "scan-ingest.json", report.to_dict())
+                if report.verdict != "safe":
+                    raise ArtifactRefused(f"dataset/{got.name}", "; ".join(str(f) for f in report.findings[:3]))
+
+            products = {RUN_ID: sha256_file(chain / RUN_ID), f"dataset/{got.name}": got.sha256}
+            if report is not None:
+                products["reports/scan-ingest.json"] = sha256_file(chain / "reports" / "scan-ingest.json")
+            envelope_link = record_link(
+                step,
+                materials={f"source/{got.name}": got.sha256},
+                products=products,
+                signer=step_signer,
+                principal=_principal(principal),
+                parameters={
+                    "source_uri": got.pinned_uri,
+                    "expected_sha256": expected,
+                    "layout_uri": layout_uri,
+                    "layout_sha256": pinned_layout,
+                    "run": run_doc["run"],
+                },
+            )
+            link_path = write_link(envelope_link, chain / LINKS_DIR)
+        return StepOutcome(
+            step=step,
+            link=Path(chain_dir) / LINKS_DIR / link_path.name,
+            metadata={
+                "uri": got.pinned_uri,
+                "generation": got.generation or "",
+                "sha256": got.sha256,
+                "size": got.size,
+                "file": got.name,
+                "scan_verdict": report.verdict if report else "not-applicable",
+                "run": run_doc["run"],
+            },
+        )
+
+
+def train_model(
+    *,
+    dataset_dir: str | Path,
+    chain_in: str | Path,
+    layout_sha256: str,
+    signer: str,
+    target_column: str,
+    model_dir: str | Path,
+    chain_out: str | Path,
+    estimator: str = "random_forest",
+    hyperparameters: str = "{}",
+    test_size: float = 0.25,
+    random_state: int = 0,
+    principal: Principal | None = None,
+) -> StepOutcome:
+    """Verify the ingested dataset against the chain, then train and attest the model.
+
+    Args:
+        dataset_dir: the dataset folder from ``secure_ingest``.
+        chain_in: the chain folder from ``secure_ingest``.
+        layout_sha256: the pinned SHA-256 of the layout.
+        signer: this step's signer reference.
+        target_column: the label column.
+        model_dir: output folder for ``model.joblib``.
+        chain_out: output folder for the extended chain.
+        estimator: an estimator name from :data:`chainproof.train.ESTIMATORS`.
+        hyperparameters: a JSON object for the estimator.
+        test_size: held-out fraction for the metrics.
+        random_state: split seed.
+        principal: the identity this step runs as (default: the local user).
+
+    Returns:
+        The link written and the metrics.
+
+    Raises:
+        VerificationError: the chain or the dataset does not verify (the dataset was swapped).
+        InputError: bad training parameters or data.
+    """
+    from chainproof.train import train_classifier
+
+    step = "train_model"
+    with _reporting(step):
+        pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
+        layout, records, _ = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
+        step_signer = _signer_for(step, signer, layout)
+        dataset = _check_received(records, Path(dataset_dir), "dataset", "dataset")
+        csv_files = [n for n in dataset if n.lower().endswith(".csv")]
+        if len(csv_files) != 1:
+            raise InputError(f"dataset: expected one CSV file, found {len(csv_files)} ({', '.join(dataset)})")
+        csv_path = Path(dataset_dir) / csv_files[0].split("/", 1)[1]
+        with _staged(Path(chain_out)) as chain, _staged(Path(model_dir)) as model:
+            _copy_chain(Path(chain_in), chain)
+            result = train_classifier(
+                csv_path,
+                target=target_column,
+                model_dir=model,
+                estimator=estimator,
+                hyperparameters=hyperparameters,
+                test_size=test_size,
+                random_state=random_state,
+            )
+            _write_json(chain / "metrics" / "metrics.json", result.metrics)
+            products = digest_tree(model, prefix="model")
+            products["metrics/metrics.json"] = sha256_file(chain / "metrics" / "metrics.json")
+            link = record_link(
+                step,
+                materials={RUN_ID: records["secure_ingest"].products[RUN_ID], **dataset},
+                products=products,
+                signer=step_signer,
+                principal=_principal(principal),
+                parameters={
+                    "target_column": target_column,
+                    "estimator": estimator,
+                    "hyperparameters": json.loads(hyperparameters) if hyperparameters.strip() else {},
+                    "test_size": test_size,
+                    "random_state": random_state,
+                },
+            )
+            link_path = write_link(link, chain / LINKS_DIR)
+        return StepOutcome(
+            step=step,
+            link=Path(chain_out) / LINKS_DIR / link_path.name,
+            metadata={"metrics": result.metrics, "model_sha256": manifest_digest(digest_tree(model_dir, prefix="model"))},
+        )
+
+
+def _run_id(chain: Path) -> str:
+    doc = json.loads((chain / RUN_ID).read_text())
+    return str(doc.get("run", ""))
+
+
+def sign_and_attest(
+    *,
+    model_dir: str | Path,
+    chain_in: str | Path,
+    layout_sha256: str,
+    signer: str,
+    chain_out: str | Path,
+    builder_id: str = "https://chainproof.dev/builders/kfp-local",
+    pipeline_template_sha256: str = "",
+    component_image: str = "",
+    principal: Principal | None = None,
+) -> StepOutcome:
+    """Sign the verified model (OpenSSF Model Signing) and write its SLSA provenance.
+
+    Args:
+        model_dir: the model folder from ``train_model``.
+        chain_in: the chain folder from ``train_model``.
+        layout_sha256: the pinned SHA-256 of the layout.
+        signer: this step's signer reference (an EC key: model-signing accepts no other).
+        chain_out: output folder for the extended chain.
+        builder_id: the SLSA builder id (local runner or Vertex AI Pipelines).
+        pipeline_template_sha256: SHA-256 of the compiled pipeline, when known.
+        component_image: the component image reference (with digest), when known.
+        principal: the identity this step runs as (default: the local user).
+
+    Returns:
+        The link written.
+
+    Raises:
+        VerificationError: the chain or the model does not verify.
+    """
+    step = "sign_and_attest"
+    with _reporting(step):
+        pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
+        layout, records, _ = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
+        step_signer = _signer_for(step, signer, layout)
+        model = _check_received(records, Path(model_dir), "model", "model")
+        ingest = records["secure_ingest"]
+        with _staged(Path(chain_out)) as chain:
+            _copy_chain(Path(chain_in), chain)
+            (chain / "attestations").mkdir(parents=True, exist_ok=True)
+            sign_model(Path(model_dir), chain / "attestations" / "model.sig", step_signer)
+            params = ingest.environment.get("parameters", {})
+            dataset = {k: v for k, v in ingest.products.items() if k.startswith("dataset/")}
+            dependencies: list[dict[str, Any]] = [
+                {
+                    "name": name,
+                    "uri": str(params.get("source_uri", "")),
+                    "digest": {"sha256": digest},
+                }
+                for name, digest in sorted(dataset.items())
+            ]
+            dependencies.append({"name": "chainproof", "uri": f"pkg:pypi/chainproof@{__version__}"})
+            dependencies.append(
+                {"name": "layout", "uri": str(params.get("layout_uri", "")), "digest": {"sha256": pinned}}
+            )
+            if pipeline_template_sha256:
+                dependencies.append({"name": "pipeline-template", "digest": {"sha256": pipeline_template_sha256}})
+            if component_image:
+                image_digest = component_image.rsplit("@sha256:", 1)
+                dep: dict[str, Any] = {"name": "component-image", "uri": component_image}
+                if len(image_digest) == 2:
+                    dep["digest"] = {"sha256": image_digest[1]}
+                dependencies.append(dep)
+            external = {
+                "source_uri": params.get("source_uri", ""),
+                "expected_sha256": params.get("expected_sha256", ""),
+                **{f"train.{k}": v for k, v in records["train_model"].environment.get("parameters", {}).items()},
+            }
+            provenance = {
+                "buildDefinition": {
+                    "buildType": BUILD_TYPE,
+                    "externalParameters": external,
+                    "internalParameters": {"layout_sha256": pinned},
+                    "resolvedDependencies": dependencies,
+                },
+                "runDetails": {
+                    "builder": {"id": builder_id, "version": {"chainproof": __version__}},
+                    "metadata": {
+                        "invocationId": _run_id(chain),
+                        "startedOn": str(ingest.environment.get("recorded", "")),
+                        "finishedOn": utc_now(),
+                    },
+                },
+            }
+            write_atomic(
+                chain / "attestations" / "provenance.json",
+                sign_statement(subjects=model, predicate_type=SLSA_PROVENANCE, predicate=provenance, signer=step_signer),
+            )
+            link = record_link(
+                step,
+                materials={RUN_ID: ingest.products[RUN_ID], **model},
+                products={
+                    "attestations/model.sig": sha256_file(chain / "attestations" / "model.sig"),
+                    "attestations/provenance.json": sha256_file(chain / "attestations" / "provenance.json"),
+                },
+                signer=step_signer,
+                principal=_principal(principal),
+                parameters={"builder_id": builder_id, "component_image": component_image},
+            )
+            link_path = write_link(link, chain / LINKS_DIR)
+        return StepOutcome(step=step, link=Path(chain_out) / LINKS_DIR / link_path.name)
+
+
+def verify_chain(
+    *,
+    model_dir: str | Path,
+    chain_in: str | Path,
+    layout_sha256: str,
+    signer: str,
+    chain_out: str | Path,
+    principal: Principal | None = None,
+) -> StepOutcome:
+    """The gate: verify the whole chain so far and the model, fail closed, write a VSA.
+
+    Args:
+        model_dir: the model folder from ``train_model``.
+        chain_in: the chain folder from ``sign_and_attest``.
+        layout_sha256: the pinned SHA-256 of the layout.
+        signer: this step's signer reference.
+        chain_out: output folder for the extended chain.
+        principal: the identity this step runs as (default: the local user).
+
+    Returns:
+        The link written and the checks that passed.
+
+    Raises:
+        VerificationError: anything does not verify; the pipeline stops here.
+    """
+    step = "verify_chain"
+    with _reporting(step):
+        pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
+        layout, records, checks = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
+        step_signer = _signer_for(step, signer, layout)
+        model, model_checks = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
+        checks += model_checks
+        with _staged(Path(chain_out)) as chain:
+            _copy_chain(Path(chain_in), chain)
+            links = sorted((chain / LINKS_DIR).glob("*.link"))
+            predicate = {
+                "verifier": {"id": "https://chainproof.dev/verifiers/verify_chain", "version": {"chainproof": __version__}},
+                "timeVerified": utc_now(),
+                "resourceUri": f"chainproof:run/{_run_id(chain)}#model",
+                "policy": {"uri": LAYOUT_FILE, "digest": {"sha256": pinned}},
+                "inputAttestations": [
+                    {"uri": f"{LINKS_DIR}/{p.name}", "digest": {"sha256": sha256_file(p)}} for p in links
+                ],
+                "verificationResult": "PASSED",
+                "verifiedLevels": ["SLSA_BUILD_LEVEL_1"],
+                "checks": checks,
+            }
+            write_atomic(
+                chain / "attestations" / "vsa.json",
+                sign_statement(subjects=model, predicate_type=SLSA_VSA, predicate=predicate, signer=step_signer),
+            )
+            evidence = {
+                name: digest
+                for record in records.values()
+                for name, digest in record.products.items()
+                if not name.startswith("dataset/")
+            }
+            evidence.update({k: v for k, v in records["secure_ingest"].products.items() if k.startswith("dataset/")})
+            link = record_link(
+                step,
+                materials=evidence,
+                products={"attestations/vsa.json": sha256_file(chain / "attestations" / "vsa.json")},
+                signer=step_signer,
+                principal=_principal(principal),
+                parameters={"checks": len(checks)},
+            )
+            link_path = write_link(link, chain / LINKS_DIR)
+        return StepOutcome(step=step, link=Path(chain_out) / LINKS_DIR / link_path.name, metadata={"checks": checks})
+
+
+def register_model(
+    *,
+    model_dir: str | Path,
+    chain_in: str | Path,
+    layout_sha256: str,
+    signer: str,
+    model_name: str,
+    registry: ModelRegistry | None = None,
+    registry_uri: str = "",
+    principal: Principal | None = None,
+) -> StepOutcome:
+    """Register the model only if its whole chain, including the gate's summary, verifies.
+
+    Args:
+        model_dir: the model folder from ``train_model``.
+        chain_in: the chain folder from ``verify_chain``.
+        layout_sha256: the pinned SHA-256 of the layout.
+        signer: this step's signer reference.
+        model_name: the registry model name.
+        registry: the registry backend (default: a local registry at ``registry_uri``).
+        registry_uri: ``file://`` folder of the local registry.
+        principal: the identity this step runs as (default: the local user).
+
+    Returns:
+        The link written; ``metadata["reference"]`` is the registered version.
+
+    Raises:
+        VerificationError: the chain, the model or the verification summary does not verify.
+
+    Side effects:
+        Writes the model and its final evidence bundle into the registry.
+    """
+    step = "register_model"
+    with _reporting(step):
+        pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
+        layout, records, checks = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
+        step_signer = _signer_for(step, signer, layout)
+        if not any("attestations/vsa.json" in r.products for r in records.values()):
+            raise ArtifactRefused("attestations/vsa.json", "no verification summary: the gate did not pass")
+        model, model_checks = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
+        checks += model_checks
+        if registry is None:
+            registry = LocalModelRegistry(_local_path(registry_uri))
+        verified = VerificationResult(
+            layout_sha256=pinned, owner_keyid="", steps=list(records.values()), model_files=model, checks=checks
+        )
+        existing = registry.find(model_name, model_sha256=verified.model_sha256)
+        if existing is not None:
+            # Idempotent: the same model digest is never registered twice.
+            return StepOutcome(
+                step=step,
+                link=next(Path(existing.bundle_location, LINKS_DIR).glob(f"{step}.*.link")),
+                metadata={"reference": existing.reference, "model_sha256": existing.model_sha256, "created": False,
+                          "bundle": existing.bundle_location, "model": existing.model_location},
+            )
+        pending = registry.prepare(model_name)
+        staging = Path(chain_in).with_name(f".bundle-{uuid.uuid4().hex[:8]}")
+        try:
+            _copy_chain(Path(chain_in), staging)
+            gate_bundle = manifest_digest(digest_tree(Path(chain_in)))
+            entry = {
+                "reference": pending.reference,
+                "model": {"location": pending.model_location, "sha256": verified.model_sha256, "files": model},
+                "evidence": {"location": pending.bundle_location, "verified_bundle_sha256": gate_bundle},
+                "run": _run_id(staging),
+            }
+            _write_json(staging / "registry" / "entry.json", entry)
+            materials = {RUN_ID: records["secure_ingest"].products[RUN_ID], **model}
+            for record in records.values():
+                materials.update({k: v for k, v in record.products.items() if k.startswith("attestations/")})
+            link = record_link(
+                step,
+                materials=materials,
+                products={"registry/entry.json": sha256_file(staging / "registry" / "entry.json")},
+                signer=step_signer,
+                principal=_principal(principal),
+                parameters={"model_name": model_name, "reference": pending.reference},
+            )
+            link_path = write_link(link, staging / LINKS_DIR)
+            _write_json(
+                staging / BUNDLE_INDEX,
+                {
+                    "format": "chainproof-bundle/v1",
+                    "run": entry["run"],
+                    "steps": [s.name for s in layout.steps],
+                    "model": {"location": os.path.relpath(pending.model_location, pending.bundle_location),
+                              "sha256": verified.model_sha256},
+                    "registered": pending.reference,
+                },
+            )
+            registered = registry.commit(pending, model_dir=Path(model_dir), bundle_dir=staging, verified=verified)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return StepOutcome(
+            step=step,
+            link=Path(registered.bundle_location) / LINKS_DIR / link_path.name,
+            metadata={"reference": registered.reference, "model_sha256": registered.model_sha256, "created": True,
+                      "bundle": registered.bundle_location, "model": registered.model_location},
+        )
+
+
+def _local_path(uri: str) -> Path:
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    if not uri or "://" in uri:
+        raise InputError(f"registry_uri {uri!r}: expected a file:// URI or a local path")
+    return Path(uri)
