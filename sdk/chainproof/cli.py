@@ -1,0 +1,262 @@
+"""The ``chainproof`` command: a thin layer over the public API.
+
+Example:
+    $ chainproof run --format json
+    $ chainproof verify chainproof-work/registry/models/chainproof-model/1/bundle
+    $ chainproof inspect chainproof-work/registry/models/chainproof-model/1/bundle
+
+Exit codes: 0 verified / done, 1 verification failed or an artifact was refused,
+2 usage or input error. A traceback only with ``--verbose``. This is the only
+module that reads environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from chainproof._version import __version__
+from chainproof.errors import ChainproofError, InputError
+
+logger = logging.getLogger("chainproof")
+
+#: Environment variable naming the trust store of owner keys.
+TRUST_DIR_ENV = "CHAINPROOF_TRUST_DIR"
+
+
+def default_trust_dir() -> Path:
+    """Return the trust store folder: ``$CHAINPROOF_TRUST_DIR`` or the user's config folder."""
+    if os.environ.get(TRUST_DIR_ENV):
+        return Path(os.environ[TRUST_DIR_ENV])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "chainproof" / "trusted-owners"
+
+
+def _print_json(doc: Any) -> None:
+    # The JSON object is always the last line of stdout.
+    sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _cmd_keys_init(args: argparse.Namespace) -> int:
+    from chainproof.policy import step_names
+    from chainproof.signing import TrustStore, init_keys, load_public_key
+
+    roles = ["owner", *step_names()]
+    ring = init_keys(Path(args.directory), roles=roles, development=args.development)
+    TrustStore(default_trust_dir()).add(load_public_key(ring.public_key_path("owner")))
+    if args.format == "json":
+        _print_json({"directory": str(ring.directory), "keys": ring.roles, "development": ring.development})
+    else:
+        for role, keyid in ring.roles.items():
+            print(f"OK: {role}: {ring.private_key_path(role)} (key {keyid[:16]})")
+        print(f"owner key trusted in {default_trust_dir()}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from chainproof.runner import run_reference_pipeline
+
+    console = Console(stderr=True, highlight=False)
+    started: dict[str, float] = {}
+
+    def progress(step: str, state: str) -> None:
+        name = step.replace("-", "_")
+        if state == "running":
+            started[name] = time.monotonic()
+            console.print(f"[bold]▶[/] {name} ...")
+        else:
+            took = time.monotonic() - started.get(name, time.monotonic())
+            mark = "[green]✓[/]" if state == "success" else "[red]✗[/]"
+            console.print(f"{mark} {name} {state} ({took:.1f} s)")
+
+    result = run_reference_pipeline(
+        workdir=Path(args.workdir),
+        trust_dir=default_trust_dir(),
+        data=Path(args.data) if args.data else None,
+        sha256=args.sha256,
+        target=args.target,
+        model_name=args.model_name,
+        estimator=args.estimator,
+        hyperparameters=args.hyperparameters,
+        progress=progress,
+    )
+    if args.format == "json":
+        _print_json(result.to_dict())
+        return 0
+    print(f"OK: registered {result.registered}")
+    print(f"  model        {result.model}")
+    print(f"  model sha256 {result.model_sha256}")
+    print(f"  bundle       {result.bundle}")
+    print(f"  owner key    {result.owner_key}")
+    print(f"verify it:     chainproof verify {result.bundle} --owner-key {result.owner_key}")
+    return 0
+
+
+def _trusted_keys(owner_keys: list[str] | None) -> dict[str, Any]:
+    from chainproof.signing import TrustStore, load_public_key
+
+    if owner_keys:
+        keys = [load_public_key(p) for p in owner_keys]
+        return {str(k.keyid): k for k in keys}
+    trusted = TrustStore(default_trust_dir()).keys()
+    if not trusted:
+        raise InputError(
+            f"no trusted owner key: pass --owner-key PEM or add one to {default_trust_dir()} "
+            "(chainproof keys init and chainproof run do)"
+        )
+    return trusted
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from chainproof.verify import verify_bundle
+
+    result = verify_bundle(
+        args.bundle,
+        trusted_owner_keys=_trusted_keys(args.owner_key),
+        model_dir=args.model,
+    )
+    if args.format == "json":
+        _print_json(result.to_dict() | {"bundle": str(args.bundle)})
+        return 0
+    for check in result.checks:
+        print(f"  {check}")
+    print(f"OK: {args.bundle}: model sha256 {result.model_sha256} verified ({len(result.steps)} steps)")
+    return 0
+
+
+def _signature_keyid(metadata: Any) -> str:
+    sigs = getattr(metadata, "signatures", None)
+    if isinstance(sigs, dict) and sigs:
+        return str(next(iter(sigs)))
+    return ""
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from chainproof.attest import load_link
+    from chainproof.verify import LINKS_DIR, load_layout
+
+    bundle = Path(args.bundle)
+    if not (bundle / "root.layout").is_file():
+        raise InputError(f"{bundle}: no root.layout; not an evidence bundle")
+    _, layout = load_layout((bundle / "root.layout").read_bytes())
+    rows = []
+    for step in layout.steps:
+        files = sorted((bundle / LINKS_DIR).glob(f"{step.name}.*.link"))
+        if not files:
+            rows.append({"step": step.name, "missing": True})
+            continue
+        metadata, link = load_link(files[0])
+        env = link.environment.get("chainproof", {}) if isinstance(link.environment, dict) else {}
+        rows.append(
+            {
+                "step": step.name,
+                "principal": (env.get("principal") or {}).get("name", "unknown"),
+                "keyid": _signature_keyid(metadata),
+                "signer": env.get("signer", {}),
+                "materials": {k: v.get("sha256", "") for k, v in link.materials.items()},
+                "products": {k: v.get("sha256", "") for k, v in link.products.items()},
+            }
+        )
+    if args.format == "json":
+        _print_json({"bundle": str(bundle), "verified": False, "expires": layout.expires, "steps": rows})
+        return 0
+    table = Table(title=f"{bundle} (not verified: run chainproof verify)", show_lines=True)
+    for col in ("step", "principal", "materials → products", "key"):
+        table.add_column(col)
+    for row in rows:
+        if row.get("missing"):
+            table.add_row(row["step"], "-", "[red]no link[/]", "-")
+            continue
+        mats = "\n".join(f"{k} {v[:12]}" for k, v in row["materials"].items())
+        prods = "\n".join(f"{k} {v[:12]}" for k, v in row["products"].items())
+        signer = row["signer"]
+        key = row["keyid"][:16] + (" (development)" if signer.get("development") else "")
+        table.add_row(row["step"], row["principal"], f"{mats}\n→\n{prods}", key)
+    Console(highlight=False, width=max(120, Console().width)).print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(prog="chainproof", description="Zero-trust ML training pipelines: run, verify, inspect.")
+    parser.add_argument("--version", action="version", version=f"chainproof {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="manage signing keys").add_subparsers(dest="keys_command", required=True)
+    init = keys.add_parser("init", help="create an owner key and one key per pipeline step (ECDSA P-256)")
+    init.add_argument("directory")
+    init.add_argument("--development", action="store_true", help="mark the keys as development keys")
+    init.add_argument("--format", choices=["text", "json"], default="text")
+    init.set_defaults(func=_cmd_keys_init)
+
+    run = sub.add_parser("run", help="run the reference pipeline locally (kfp.local) and verify it")
+    run.add_argument("--workdir", default="chainproof-work", help="keys, runs and the local registry (default: ./chainproof-work)")
+    run.add_argument("--data", help="your own CSV (default: the built-in sample)")
+    run.add_argument("--sha256", help="pinned SHA-256 of --data")
+    run.add_argument("--target", help="label column of --data")
+    run.add_argument("--model-name", default="chainproof-model")
+    run.add_argument("--estimator", default="random_forest")
+    run.add_argument("--hyperparameters", default="{}", help="estimator parameters as a JSON object")
+    run.add_argument("--format", choices=["text", "json"], default="text")
+    run.set_defaults(func=_cmd_run)
+
+    verify = sub.add_parser("verify", help="verify an evidence bundle against a trusted owner key")
+    verify.add_argument("bundle")
+    verify.add_argument("--owner-key", action="append", help="trusted owner public key PEM (repeatable); default: the trust store")
+    verify.add_argument("--model", help="the model folder to check (default: the location bundle.json records)")
+    verify.add_argument("--format", choices=["text", "json"], default="text")
+    verify.set_defaults(func=_cmd_verify)
+
+    inspect = sub.add_parser("inspect", help="show a bundle's chain as a table (does not verify)")
+    inspect.add_argument("bundle")
+    inspect.add_argument("--format", choices=["text", "json"], default="text")
+    inspect.set_defaults(func=_cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI.
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except ChainproofError as exc:
+        fmt = getattr(args, "format", "text")
+        if fmt == "json":
+            _print_json({"verified": False, "error": exc.diagnostics(), "exit_code": exc.exit_code})
+        print(f"FAIL: {exc.diagnostics()}", file=sys.stderr)
+        if args.verbose >= 1:
+            raise
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("FAIL: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Components called through ``python_func`` on real temp files: each refuses what it must."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+
+from chainproof.components import register_model, secure_ingest, sign_and_attest, train_model, verify_chain
+from chainproof.errors import ArtifactRefused, ChainError, DigestMismatch, LayoutError
+
+
+def _artifact(cls, path: Path):
+    return cls(name=path.name, uri=str(path), metadata={})
+
+
+def _ingest(pk, out: Path, **overrides):
+    dataset = _artifact(dsl.Dataset, out / "dataset")
+    chain = _artifact(dsl.Artifact, out / "chain")
+    kwargs = dict(
+        source_uri=pk.data.as_uri(),
+        expected_sha256=pk.data_sha256,
+        layout_uri=pk.layout_path.as_uri(),
+        layout_sha256=pk.layout_sha256,
+        signer=pk.signer("secure_ingest"),
+        dataset=dataset,
+        chain=chain,
+        owner_public_key=pk.owner_pem,
+    )
+    kwargs.update(overrides)
+    secure_ingest.python_func(**kwargs)
+    return dataset, chain
+
+
+def _train(pk, dataset, chain, out: Path):
+    model = _artifact(dsl.Model, out / "model")
+    metrics = _artifact(dsl.Metrics, out / "metrics")
+    chain_out = _artifact(dsl.Artifact, out / "chain-train")
+    train_model.python_func(
+        dataset=dataset, chain=chain, layout_sha256=pk.layout_sha256, signer=pk.signer("train_model"),
+        target_column="malignant", model=model, metrics=metrics, chain_out=chain_out,
+        hyperparameters='{"n_estimators": 20}',
+    )
+    return model, chain_out
+
+
+def test_ingest_records_dataset_metadata_and_link(pipeline_keys, tmp_path):
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    assert dataset.metadata["sha256"] == pipeline_keys.data_sha256
+    assert dataset.metadata["scan_verdict"] == "safe"
+    assert (Path(dataset.path) / "breast_cancer.csv").is_file()
+    assert len(list((Path(chain.path) / "links").glob("secure_ingest.*.link"))) == 1
+
+
+def test_ingest_refuses_wrong_expected_sha256_and_leaves_nothing(pipeline_keys, tmp_path):
+    wrong = "0" * 64
+    with pytest.raises(DigestMismatch) as err:
+        _ingest(pipeline_keys, tmp_path, expected_sha256=wrong)
+    assert err.value.expected == wrong and err.value.actual == pipeline_keys.data_sha256
+    assert pipeline_keys.data.as_uri() in str(err.value)
+    # Nothing a later step could pick up: no dataset, no chain, no quarantine leftovers.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in {"keys", "root.layout"}) == []
+
+
+def test_ingest_refuses_layout_not_matching_pinned_digest(pipeline_keys, tmp_path):
+    with pytest.raises(DigestMismatch, match=r"root.layout|file://"):
+        _ingest(pipeline_keys, tmp_path, layout_sha256="1" * 64)
+
+
+def test_ingest_refuses_signer_the_layout_does_not_authorize(pipeline_keys, tmp_path):
+    with pytest.raises(ChainError, match=r"step secure_ingest: signer .* but the layout authorizes"):
+        _ingest(pipeline_keys, tmp_path, signer=pipeline_keys.signer("train_model"))
+
+
+def test_train_refuses_dataset_swapped_between_ingest_and_train(pipeline_keys, tmp_path):
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    csv = Path(dataset.path) / "breast_cancer.csv"
+    rows = csv.read_text().splitlines()
+    # Poison: flip every label, keep the file well-formed.
+    poisoned = [rows[0]] + [r[:-1] + ("0" if r.endswith("1") else "1") for r in rows[1:]]
+    csv.write_text("\n".join(poisoned) + "\n")
+    with pytest.raises(DigestMismatch) as err:
+        _train(pipeline_keys, dataset, chain, tmp_path)
+    assert err.value.artifact == "dataset/breast_cancer.csv"
+    assert err.value.expected == pipeline_keys.data_sha256
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_refuses_chain_whose_layout_was_swapped(pipeline_keys, tmp_path):
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    (Path(chain.path) / "root.layout").write_text("{}")
+    with pytest.raises(DigestMismatch, match=r"root.layout \(pinned layout\)"):
+        _train(pipeline_keys, dataset, chain, tmp_path)
+
+
+def test_train_refuses_chain_without_ingest_link(pipeline_keys, tmp_path):
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    for link in (Path(chain.path) / "links").glob("*.link"):
+        link.unlink()
+    with pytest.raises(ChainError, match=r"step secure_ingest: no link found"):
+        _train(pipeline_keys, dataset, chain, tmp_path)
+
+
+def test_gate_refuses_model_swapped_after_signing(pipeline_keys, tmp_path):
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    model, chain_t = _train(pipeline_keys, dataset, chain, tmp_path)
+    chain_s = _artifact(dsl.Artifact, tmp_path / "chain-sign")
+    sign_and_attest.python_func(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
+                                signer=pipeline_keys.signer("sign_and_attest"), chain_out=chain_s)
+    with open(Path(model.path) / "model.joblib", "ab") as f:
+        f.write(b"\x00")
+    chain_g = _artifact(dsl.Artifact, tmp_path / "chain-gate")
+    with pytest.raises(DigestMismatch) as err:
+        verify_chain.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
+                                 signer=pipeline_keys.signer("verify_chain"), chain_out=chain_g)
+    assert err.value.artifact == "model/model.joblib"
+    assert not Path(chain_g.path).exists()
+
+
+def test_register_refuses_without_the_gate(pipeline_keys, tmp_path):
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    model, chain_t = _train(pipeline_keys, dataset, chain, tmp_path)
+    chain_s = _artifact(dsl.Artifact, tmp_path / "chain-sign")
+    sign_and_attest.python_func(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
+                                signer=pipeline_keys.signer("sign_and_attest"), chain_out=chain_s)
+    # Skip the gate: hand the signed chain straight to registration.
+    with pytest.raises(ChainError, match=r"step verify_chain: no link found"):
+        register_model.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
+                                   signer=pipeline_keys.signer("register_model"), model_name="m",
+                                   registry_uri=(tmp_path / "registry").as_uri())
+    assert not (tmp_path / "registry" / "models" / "m").exists()
+
+
+def test_full_chain_through_components_registers_once(pipeline_keys, tmp_path):
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    model, chain_t = _train(pipeline_keys, dataset, chain, tmp_path)
+    chain_s = _artifact(dsl.Artifact, tmp_path / "chain-sign")
+    sign_and_attest.python_func(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
+                                signer=pipeline_keys.signer("sign_and_attest"), chain_out=chain_s)
+    chain_g = _artifact(dsl.Artifact, tmp_path / "chain-gate")
+    verify_chain.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
+                             signer=pipeline_keys.signer("verify_chain"), chain_out=chain_g)
+    kwargs = dict(model=model, chain=chain_g, layout_sha256=pipeline_keys.layout_sha256,
+                  signer=pipeline_keys.signer("register_model"), model_name="m",
+                  registry_uri=(tmp_path / "registry").as_uri())
+    first = register_model.python_func(**kwargs)
+    second = register_model.python_func(**kwargs)
+    assert first == second == "local://m@1"
+    assert sorted(p.name for p in (tmp_path / "registry" / "models" / "m").iterdir()) == ["1"]
