@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from chainproof.digests import check_sha256_hex
 from chainproof.errors import ChainproofError, InputError
@@ -164,6 +165,19 @@ class _LogTap(io.TextIOBase):
             self._progress(m.group(1), m.group(2).lower())
 
 
+def _kfp_safe(text: str) -> str:
+    # kfp.local rewrites every "python3" in a task's command line, parameter values
+    # included (kfp 2.17, subprocess_task_handler.replace_python_executable), which
+    # corrupts paths such as .venv/lib/python3.11/... Percent-encoding one character
+    # keeps the URI equal to the path and out of kfp's way.
+    return text.replace("python3", "python%33")
+
+
+def _file_uri(path: Path) -> str:
+    """Return a ``file://`` URI for ``path`` that survives kfp.local's command rewriting."""
+    return "file://" + _kfp_safe(quote(str(path.absolute())))
+
+
 def _ensure_keys(keys_dir: Path) -> KeyRing:
     roles = ["owner", *(s.name for s in REFERENCE_STEPS)]
     if not (keys_dir / "keyring.json").exists():
@@ -254,17 +268,17 @@ def run_reference_pipeline(
     TrustStore(trust_dir).add(owner.public_key)
 
     params = {
-        "source_uri": data.as_uri(),
+        "source_uri": _file_uri(data),
         "expected_sha256": pinned,
         "target_column": target_column,
-        "layout_uri": layout_path.as_uri(),
+        "layout_uri": _file_uri(layout_path),
         "layout_sha256": layout_sha256,
         "owner_public_key": public_key_pem(owner.public_key),
-        "registry_uri": (workdir / "registry").as_uri(),
+        "registry_uri": _file_uri(workdir / "registry"),
         "model_name": model_name,
         "estimator": estimator,
         "hyperparameters": hyperparameters,
-        **{param: ring.signer_reference(step) for step, param in _SIGNER_PARAM.items()},
+        **{param: _kfp_safe(ring.signer_reference(step)) for step, param in _SIGNER_PARAM.items()},
     }
     log_path = run_dir / "pipeline.log"
     with open(log_path, "w", encoding="utf-8") as log:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlparse
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -141,8 +142,14 @@ def public_key_from_pem(data: bytes | str, *, what: str) -> SSlibKey:
 
 
 def _parse_reference(reference: str) -> tuple[str, str]:
+    if reference.startswith("file://"):
+        parsed = urlparse(reference)
+        if parsed.netloc not in ("", "localhost"):
+            raise InputError(f"signer reference {reference!r}: file:// must name a local path")
+        return "file", unquote(parsed.path)
     if reference.startswith("file:"):
-        return "file", reference[len("file:") :]
+        # file:PATH is read like a URI path: percent-escapes are decoded.
+        return "file", unquote(reference[len("file:") :])
     scheme = reference.split(":", 1)[0] if ":" in reference else ""
     if scheme and len(scheme) > 1:
         raise InputError(
@@ -155,7 +162,8 @@ def load_signer(reference: str) -> StepSigner:
     """Load the signer a reference names.
 
     Args:
-        reference: ``file:PATH`` (or a plain path) to an unencrypted PKCS#8 PEM key.
+        reference: ``file:PATH`` (percent-escapes decoded), ``file:///PATH``, or a plain
+            path, naming an unencrypted PKCS#8 PEM key.
 
     Returns:
         The signer. ``development`` is read from the ``keyring.json`` that
@@ -217,8 +225,8 @@ class KeyRing:
         return self.directory / f"{role}.pub"
 
     def signer_reference(self, role: str) -> str:
-        """Return the ``file:`` signer reference of a role."""
-        return f"file:{self.private_key_path(role)}"
+        """Return the ``file:`` signer reference of a role (its path percent-encoded)."""
+        return "file:" + quote(str(self.private_key_path(role).absolute()))
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> KeyRing:
