@@ -13,9 +13,9 @@ and writes its own in-toto link into the chain it hands on.
 
 from chainproof.components._image import COMPONENT_IMAGE
 from chainproof.components.register_model import register_model
-from chainproof.components.secure_ingest import secure_ingest
+from chainproof.components.secure_ingest import secure_ingest, secure_ingest_model
 from chainproof.components.sign_and_attest import sign_and_attest
 from chainproof.components.train_model import train_model
 from chainproof.components.verify_chain import verify_chain
 
-__all__ = ["COMPONENT_IMAGE", "register_model", "secure_ingest", "sign_and_attest", "train_model", "verify_chain"]
+__all__ = ["COMPONENT_IMAGE", "register_model", "secure_ingest", "secure_ingest_model", "sign_and_attest", "train_model", "verify_chain"]

@@ -81,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_reference_pipeline(
         workdir=Path(args.workdir),
         trust_dir=default_trust_dir(),
-        data=Path(args.data) if args.data else None,
+        data=args.data or None,
         sha256=args.sha256,
         target=args.target,
         model_name=args.model_name,
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the reference pipeline locally (kfp.local) and verify it")
     run.add_argument("--workdir", default="chainproof-work", help="keys, runs and the local registry (default: ./chainproof-work)")
-    run.add_argument("--data", help="your own CSV (default: the built-in sample)")
+    run.add_argument("--data", help="your own CSV: a path or a gs://, https://, s3:// URI (default: the built-in sample)")
     run.add_argument("--sha256", help="pinned SHA-256 of --data")
     run.add_argument("--target", help="label column of --data")
     run.add_argument("--model-name", default="chainproof-model")

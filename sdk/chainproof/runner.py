@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 from chainproof.digests import check_sha256_hex
 from chainproof.errors import ChainproofError, InputError
@@ -203,7 +203,7 @@ def run_reference_pipeline(
     *,
     workdir: Path,
     trust_dir: Path,
-    data: Path | None = None,
+    data: Path | str | None = None,
     sha256: str | None = None,
     target: str | None = None,
     model_name: str = "chainproof-model",
@@ -216,7 +216,8 @@ def run_reference_pipeline(
     Args:
         workdir: keys, runs and the local registry live here.
         trust_dir: the trust store the owner key is added to.
-        data: a CSV of the user's (default: the built-in sample).
+        data: the user's CSV: a path or a ``gs://``, ``https://``, ``s3://`` or ``file://`` URI
+            (default: the built-in sample).
         sha256: the pinned SHA-256 of ``data`` (mandatory with ``data``).
         target: the label column of ``data``.
         model_name: the registry model name.
@@ -243,13 +244,20 @@ def run_reference_pipeline(
     if data is None:
         if sha256 or target:
             raise InputError("--sha256 and --target go with --data")
-        data, pinned, target_column = SAMPLE.path(), SAMPLE.sha256, SAMPLE.target
+        source_uri, pinned, target_column = _file_uri(SAMPLE.path()), SAMPLE.sha256, SAMPLE.target
     else:
         if not sha256 or not target:
             raise InputError("--data needs --sha256 (the pinned digest) and --target (the label column)")
         pinned = check_sha256_hex(sha256, what="--sha256")
         target_column = target
-        data = data.absolute()
+        text = str(data)
+        if urlparse(text).scheme in ("gs", "https", "s3", "http"):
+            source_uri = text
+        else:
+            local = Path(urlparse(text).path if text.startswith("file://") else text).absolute()
+            if not local.exists():
+                raise InputError(f"{text}: no such file")
+            source_uri = _file_uri(local)
 
     workdir = workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -268,7 +276,7 @@ def run_reference_pipeline(
     TrustStore(trust_dir).add(owner.public_key)
 
     params = {
-        "source_uri": _file_uri(data),
+        "source_uri": _kfp_safe(source_uri),
         "expected_sha256": pinned,
         "target_column": target_column,
         "layout_uri": _file_uri(layout_path),

@@ -43,7 +43,7 @@ from chainproof.policy import RUN_ID
 from chainproof.registry import LocalModelRegistry, ModelRegistry
 from chainproof.scan import scan_csv
 from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
-from chainproof.storage import fetch
+from chainproof.storage import FetchLimits, FetchOptions, fetch, fetch_tree, is_folder_uri
 from chainproof.verify import (
     BUNDLE_INDEX,
     KEYS_DIR,
@@ -165,6 +165,17 @@ def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
     write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _scan_ingested(directory: Path, prefix: str) -> dict[str, Any]:
+    """Scan every ingested file (read, never loaded); return the report document."""
+    reports = []
+    for name in digest_tree(directory):
+        path = directory / name
+        if name.lower().endswith(".csv"):
+            reports.append(scan_csv(path, name=f"{prefix}/{name}").to_dict())
+    unsafe = [r for r in reports if r["verdict"] != "safe"]
+    return {"verdict": "unsafe" if unsafe else "safe", "files": reports}
+
+
 def secure_ingest(
     *,
     source_uri: str,
@@ -175,37 +186,65 @@ def secure_ingest(
     dataset_dir: str | Path,
     chain_dir: str | Path,
     owner_public_key: str = "",
+    publisher_public_key: str = "",
+    signature_uri: str = "",
+    s3_endpoint: str = "",
+    output_prefix: str = "dataset",
+    limits: FetchLimits = FetchLimits(),
+    fetch_options: FetchOptions | None = None,
     principal: Principal | None = None,
 ) -> StepOutcome:
-    """Fetch the digest-pinned source and start the chain.
+    """Fetch the pinned source into quarantine, verify and scan it, and start the chain.
 
     Args:
-        source_uri: where the data is (``file://`` or a path here).
-        expected_sha256: the pinned SHA-256 of the source (mandatory).
+        source_uri: where the data is: ``gs://``, ``https://``, ``s3://``, ``file://`` or a
+            path; a URI ending in ``/`` (or a local folder) is fetched as a folder.
+        expected_sha256: the pinned SHA-256 of the source (of the manifest, for a folder).
+            Mandatory unless ``publisher_public_key`` is given.
         layout_uri: where the signed layout is.
         layout_sha256: the pinned SHA-256 of the layout.
         signer: this step's signer reference.
-        dataset_dir: output folder for the verified dataset.
-        chain_dir: output folder for the chain (layout, run id, link).
+        dataset_dir: output folder for the verified files.
+        chain_dir: output folder for the chain (layout, run id, scan report, link).
         owner_public_key: the owner's public key PEM; when given, the layout's
             signature is checked too, and the key is copied to ``keys/owner.pub``
             (for convenience: verifiers never trust that copy).
+        publisher_public_key: a publisher's EC public key PEM: the source is accepted if
+            its OpenSSF Model Signing signature verifies with it (instead of, or on top
+            of, a hand-copied digest).
+        signature_uri: where the publisher's ``model.sig`` is (default: ``model.sig``
+            inside a folder source).
+        s3_endpoint: the S3 endpoint for ``s3://`` sources (default: AWS).
+        output_prefix: the logical name prefix of the products (``dataset`` or ``model``).
+        limits: bytes per object and objects per folder.
+        fetch_options: retry policy and endpoints (overrides ``s3_endpoint``).
         principal: the identity this step runs as (default: the local user).
 
     Returns:
-        The link written and the dataset metadata.
+        The link written and the artifact metadata (uri with generation, sha256, size,
+        scan verdict).
 
     Raises:
         DigestMismatch: the source or the layout is not the pinned one.
-        ChainproofError: any other refusal.
+        SignatureError: the publisher signature does not verify.
+        ArtifactRefused: the scan found something unsafe, or a limit was exceeded.
+        InputError: neither a digest nor a publisher key was given.
 
     Side effects:
-        Reads the source and the layout by URI; writes the two output folders.
+        Reads the source, the layout and the signature by URI; writes the two output folders.
     """
+    from chainproof.attest import verify_model_signature
+
     step = "secure_ingest"
     with _reporting(step):
-        expected = check_sha256_hex(expected_sha256, what=f"{step} expected_sha256")
+        if output_prefix not in ("dataset", "model"):
+            raise InputError(f"output_prefix {output_prefix!r}: expected 'dataset' or 'model'")
+        expected = check_sha256_hex(expected_sha256, what=f"{step} expected_sha256") if expected_sha256.strip() else None
+        publisher = public_key_from_pem(publisher_public_key, what="publisher_public_key") if publisher_public_key.strip() else None
+        if expected is None and publisher is None:
+            raise InputError(f"{source_uri}: an expected sha256 (or a publisher public key) is mandatory")
         pinned_layout = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
+        options = fetch_options or (FetchOptions(s3_endpoint=s3_endpoint) if s3_endpoint else FetchOptions())
         with _staged(Path(chain_dir)) as chain, _staged(Path(dataset_dir)) as dataset:
             layout_file = fetch(layout_uri, dest_dir=chain, expected_sha256=pinned_layout, name=LAYOUT_FILE)
             envelope, layout = load_layout(layout_file.path.read_bytes())
@@ -220,25 +259,63 @@ def secure_ingest(
             run_doc = {"run": uuid.uuid4().hex, "layout_sha256": pinned_layout, "created": utc_now()}
             _write_json(chain / RUN_ID, run_doc)
 
-            got = fetch(source_uri, dest_dir=dataset, expected_sha256=expected)
-            report = scan_csv(got.path, name=f"dataset/{got.name}") if got.name.lower().endswith(".csv") else None
-            if report is not None:
-                _write_json(chain / "reports" / "scan-ingest.json", report.to_dict())
-                if report.verdict != "safe":
-                    raise ArtifactRefused(f"dataset/{got.name}", "; ".join(str(f) for f in report.findings[:3]))
+            check = None
+            exclude: frozenset[str] = frozenset()
+            signature_sha256 = ""
+            if publisher is not None:
+                if not signature_uri and is_folder_uri(source_uri):
+                    # The publisher's signature sits in the folder it signs: it is evidence, not a model file.
+                    exclude = frozenset({"model.sig"})
+                sig_uri = signature_uri or (source_uri.rstrip("/") + "/model.sig" if is_folder_uri(source_uri) else "")
+                if not sig_uri:
+                    raise InputError(f"{source_uri}: a publisher key needs a signature_uri for a single-file source")
+                sig = fetch(sig_uri, dest_dir=chain / ".publisher", expected_sha256=None, name="model.sig",
+                            limits=limits, options=options)
+                signature_sha256 = sig.sha256
 
-            products = {RUN_ID: sha256_file(chain / RUN_ID), f"dataset/{got.name}": got.sha256}
-            if report is not None:
-                products["reports/scan-ingest.json"] = sha256_file(chain / "reports" / "scan-ingest.json")
+                def check(quarantined: Path, _sig: Path = sig.path, _key: SSlibKey = publisher) -> None:
+                    # Verified while still in quarantine: a bad signature releases nothing.
+                    verify_model_signature(quarantined, _sig, _key)
+
+            staging = dataset / ".fetch"
+            if is_folder_uri(source_uri):
+                tree = fetch_tree(source_uri, dest_dir=staging, expected_manifest_sha256=expected,
+                                  limits=limits, options=options, verify=check, exclude=exclude)
+                files = tree.files
+                source_digest, pinned_uri = tree.manifest_sha256, source_uri
+            else:
+                one = fetch(source_uri, dest_dir=staging, expected_sha256=expected, limits=limits, options=options)
+                if check is not None:
+                    check(one.path)
+                files, source_digest, pinned_uri = [one], one.sha256, one.pinned_uri
+            for item in files:
+                target = dataset / item.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / item.name, target)
+            shutil.rmtree(staging)
+            shutil.rmtree(chain / ".publisher", ignore_errors=True)
+
+            report = _scan_ingested(dataset, output_prefix)
+            _write_json(chain / "reports" / "scan-ingest.json", report)
+            if report["verdict"] != "safe":
+                findings = [f for r in report["files"] for f in r.get("findings", [])]
+                first = findings[0] if findings else {"file": output_prefix, "reason": "unsafe"}
+                raise ArtifactRefused(str(first.get("file")), f"scan refused it: {first.get('what', '')}: {first.get('reason')}")
+
+            products = {RUN_ID: sha256_file(chain / RUN_ID), "reports/scan-ingest.json": sha256_file(chain / "reports" / "scan-ingest.json")}
+            products.update({f"{output_prefix}/{f.name}": f.sha256 for f in files})
             envelope_link = record_link(
                 step,
-                materials={f"source/{got.name}": got.sha256},
+                materials={f"source/{f.name}": f.sha256 for f in files},
                 products=products,
                 signer=step_signer,
                 principal=_principal(principal),
                 parameters={
-                    "source_uri": got.pinned_uri,
-                    "expected_sha256": expected,
+                    "source_uri": pinned_uri,
+                    "source_objects": {f.name: f.pinned_uri for f in files} if len(files) > 1 or is_folder_uri(source_uri) else {},
+                    "expected_sha256": expected or "",
+                    "publisher_keyid": str(publisher.keyid) if publisher is not None else "",
+                    "publisher_signature_sha256": signature_sha256,
                     "layout_uri": layout_uri,
                     "layout_sha256": pinned_layout,
                     "run": run_doc["run"],
@@ -249,12 +326,12 @@ def secure_ingest(
             step=step,
             link=Path(chain_dir) / LINKS_DIR / link_path.name,
             metadata={
-                "uri": got.pinned_uri,
-                "generation": got.generation or "",
-                "sha256": got.sha256,
-                "size": got.size,
-                "file": got.name,
-                "scan_verdict": report.verdict if report else "not-applicable",
+                "uri": pinned_uri,
+                "generation": (files[0].generation or "") if len(files) == 1 else "",
+                "sha256": source_digest,
+                "size": sum(f.size for f in files),
+                "files": len(files),
+                "scan_verdict": report["verdict"],
                 "run": run_doc["run"],
             },
         )

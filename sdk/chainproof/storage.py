@@ -557,7 +557,7 @@ def is_folder_uri(uri: str) -> bool:
     return uri.endswith("/")
 
 
-def _list_folder(uri: str, limits: FetchLimits, options: FetchOptions) -> list[tuple[str, str]]:
+def _list_folder(uri: str, limits: FetchLimits, options: FetchOptions, exclude: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """List (object URI, relative name) under a folder URI, within ``max_objects``."""
     parsed = urlparse(uri)
     entries: list[tuple[str, str]] = []
@@ -573,6 +573,8 @@ def _list_folder(uri: str, limits: FetchLimits, options: FetchOptions) -> list[t
             if blob.name.endswith("/"):
                 continue  # a "folder" placeholder object
             rel = blob.name[len(prefix) :]
+            if rel in exclude:
+                continue
             entries.append((f"gs://{parsed.netloc}/{blob.name}#{blob.generation}", rel))
             if len(entries) > limits.max_objects:
                 break
@@ -582,6 +584,8 @@ def _list_folder(uri: str, limits: FetchLimits, options: FetchOptions) -> list[t
             dirnames.sort()
             for fname in sorted(filenames):
                 full = Path(dirpath, fname)
+                if full.relative_to(root).as_posix() in exclude:
+                    continue
                 entries.append((str(full), full.relative_to(root).as_posix()))
                 if len(entries) > limits.max_objects:
                     break
@@ -605,6 +609,7 @@ def fetch_tree(
     limits: FetchLimits = FetchLimits(),
     options: FetchOptions = FetchOptions(),
     verify: Callable[[Path], None] | None = None,
+    exclude: frozenset[str] = frozenset(),
     sleep: Callable[[float], None] = time.sleep,
 ) -> FetchedTree:
     """Fetch every object under a folder URI, verified as one manifest, released atomically.
@@ -618,6 +623,7 @@ def fetch_tree(
         options: endpoints and retry policy.
         verify: an extra check run on the quarantined folder before release (for
             example a publisher's model signature); it raises to refuse.
+        exclude: relative names to leave out (a signature stored inside the folder).
         sleep: how to wait between retries.
 
     Returns:
@@ -645,7 +651,7 @@ def fetch_tree(
     try:
         files = []
         total = 0
-        for object_uri, rel in _list_folder(uri, limits, options):
+        for object_uri, rel in _list_folder(uri, limits, options, exclude):
             got = fetch(object_uri, dest_dir=quarantine, expected_sha256=None, name=rel,
                         limits=limits, options=options, sleep=sleep)
             total += got.size
