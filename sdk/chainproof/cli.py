@@ -116,75 +116,51 @@ def _trusted_keys(owner_keys: list[str] | None) -> dict[str, Any]:
     return trusted
 
 
+def _emit(doc: dict[str, Any], fmt: str, output: str | None) -> None:
+    from chainproof.report import render_html, render_text
+
+    if fmt == "json":
+        if output:
+            Path(output).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        _print_json(doc)
+        return
+    if fmt == "html":
+        page = render_html(doc)
+        if output:
+            Path(output).write_text(page)
+            print(f"report written to {output}", file=sys.stderr)
+        else:
+            sys.stdout.write(page)
+        return
+    sys.stdout.write(render_text(doc))
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from chainproof.auditor import AuditorPolicy
+    from chainproof.report import build_report
     from chainproof.verify import verify_bundle
 
-    result = verify_bundle(
-        args.bundle,
-        trusted_owner_keys=_trusted_keys(args.owner_key),
-        model_dir=args.model,
-    )
-    if args.format == "json":
-        _print_json(result.to_dict() | {"bundle": str(args.bundle)})
-        return 0
-    for check in result.checks:
-        print(f"  {check}")
-    print(f"OK: {args.bundle}: model sha256 {result.model_sha256} verified ({len(result.steps)} steps)")
+    policy = AuditorPolicy.from_file(args.policy) if args.policy else None
+    keys = _trusted_keys(args.owner_key)
+    try:
+        result = verify_bundle(args.bundle, trusted_owner_keys=keys, model_dir=args.model, policy=policy)
+    except ChainproofError as exc:
+        if exc.exit_code == 1 and args.format in ("json", "html") and Path(args.bundle, "root.layout").is_file():
+            _emit(build_report(args.bundle, error=exc, policy_source=args.policy or ""), args.format, args.output)
+            print(f"FAIL: {exc.diagnostics()}", file=sys.stderr)
+            return exc.exit_code
+        raise
+    _emit(build_report(args.bundle, result=result, policy_source=args.policy or ""), args.format, args.output)
     return 0
 
 
-def _signature_keyid(metadata: Any) -> str:
-    sigs = getattr(metadata, "signatures", None)
-    if isinstance(sigs, dict) and sigs:
-        return str(next(iter(sigs)))
-    return ""
-
-
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from chainproof.attest import load_link
-    from chainproof.verify import LINKS_DIR, load_layout
+    from chainproof.report import build_report
 
     bundle = Path(args.bundle)
     if not (bundle / "root.layout").is_file():
         raise InputError(f"{bundle}: no root.layout; not an evidence bundle")
-    _, layout = load_layout((bundle / "root.layout").read_bytes())
-    rows = []
-    for step in layout.steps:
-        files = sorted((bundle / LINKS_DIR).glob(f"{step.name}.*.link"))
-        if not files:
-            rows.append({"step": step.name, "missing": True})
-            continue
-        metadata, link = load_link(files[0])
-        env = link.environment.get("chainproof", {}) if isinstance(link.environment, dict) else {}
-        rows.append(
-            {
-                "step": step.name,
-                "principal": (env.get("principal") or {}).get("name", "unknown"),
-                "keyid": _signature_keyid(metadata),
-                "signer": env.get("signer", {}),
-                "materials": {k: v.get("sha256", "") for k, v in link.materials.items()},
-                "products": {k: v.get("sha256", "") for k, v in link.products.items()},
-            }
-        )
-    if args.format == "json":
-        _print_json({"bundle": str(bundle), "verified": False, "expires": layout.expires, "steps": rows})
-        return 0
-    table = Table(title=f"{bundle} (not verified: run chainproof verify)", show_lines=True)
-    for col in ("step", "principal", "materials → products", "key"):
-        table.add_column(col)
-    for row in rows:
-        if row.get("missing"):
-            table.add_row(row["step"], "-", "[red]no link[/]", "-")
-            continue
-        mats = "\n".join(f"{k} {v[:12]}" for k, v in row["materials"].items())
-        prods = "\n".join(f"{k} {v[:12]}" for k, v in row["products"].items())
-        signer = row["signer"]
-        key = row["keyid"][:16] + (" (development)" if signer.get("development") else "")
-        table.add_row(row["step"], row["principal"], f"{mats}\n→\n{prods}", key)
-    Console(highlight=False, width=max(120, Console().width)).print(table)
+    _emit(build_report(bundle), args.format, args.output)
     return 0
 
 
@@ -217,12 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle")
     verify.add_argument("--owner-key", action="append", help="trusted owner public key PEM (repeatable); default: the trust store")
     verify.add_argument("--model", help="the model folder to check (default: the location bundle.json records)")
-    verify.add_argument("--format", choices=["text", "json"], default="text")
+    verify.add_argument("--policy", help="the auditor's policy file (YAML or JSON): principals, keys, images, age, scans, attestations")
+    verify.add_argument("--format", choices=["text", "json", "html"], default="text")
+    verify.add_argument("-o", "--output", help="write the report to this file (json/html)")
     verify.set_defaults(func=_cmd_verify)
 
     inspect = sub.add_parser("inspect", help="show a bundle's chain as a table (does not verify)")
     inspect.add_argument("bundle")
-    inspect.add_argument("--format", choices=["text", "json"], default="text")
+    inspect.add_argument("--format", choices=["text", "json", "html"], default="text")
+    inspect.add_argument("-o", "--output", help="write the report to this file (json/html)")
     inspect.set_defaults(func=_cmd_inspect)
     return parser
 

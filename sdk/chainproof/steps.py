@@ -562,7 +562,7 @@ def verify_chain(
         pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
         layout, records, checks = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
         step_signer = _signer_for(step, signer, layout)
-        model, model_checks = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
+        model, model_checks, _ = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
         checks += model_checks
         with _staged(Path(chain_out)) as chain:
             _copy_chain(Path(chain_in), chain)
@@ -641,7 +641,7 @@ def register_model(
         step_signer = _signer_for(step, signer, layout)
         if not any("attestations/vsa.json" in r.products for r in records.values()):
             raise ArtifactRefused("attestations/vsa.json", "no verification summary: the gate did not pass")
-        model, model_checks = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
+        model, model_checks, _ = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
         checks += model_checks
         if registry is None:
             registry = LocalModelRegistry(_local_path(registry_uri))

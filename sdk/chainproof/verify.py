@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from in_toto import exceptions as itx
 from in_toto import verifylib
@@ -129,6 +129,7 @@ class VerificationResult:
         steps: the verified steps in layout order.
         model_files: model file names (``model/...``) to SHA-256, as delivered and verified.
         checks: every check that passed, in order, numbered as in ``docs/verification.md``.
+        attestations: which model attestations verified (``oms``, ``slsa``, ``vsa``) and their files.
     """
 
     layout_sha256: str
@@ -136,6 +137,7 @@ class VerificationResult:
     steps: list[StepRecord]
     model_files: dict[str, str] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
+    attestations: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_sha256(self) -> str:
@@ -173,6 +175,7 @@ class VerificationResult:
                 for s in self.steps
             ],
             "checks": self.checks,
+            "attestations": self.attestations,
         }
 
 
@@ -316,7 +319,7 @@ def verify_chain_links(
     upto: str | None = None,
     options: VerifyOptions = VerifyOptions(),
 ) -> dict[str, StepRecord]:
-    """(3)-(6) Verify the links of the layout's steps (all, or those before ``upto``).
+    """(3)-(7) Verify the links of the layout's steps (all, or those before ``upto``).
 
     Uses in-toto's own verification functions on the (possibly truncated) layout:
     expiry, link loading, signature thresholds, command alignment and artifact
@@ -401,8 +404,19 @@ def verify_chain_links(
                 ) from exc
 
     records: dict[str, StepRecord] = {}
+    previous: tuple[str, str] | None = None
     for step in steps:
         link = reduced[step.name]
+        # (7) Steps ran in the layout's order: a link recorded before its predecessor's
+        # was made out of order (or replayed), whatever its artifacts say.
+        env_all = link.environment.get("chainproof", {}) if isinstance(link.environment, dict) else {}
+        recorded = str(env_all.get("recorded", "")) if isinstance(env_all, dict) else ""
+        if previous is not None and recorded and previous[1] and recorded < previous[1]:
+            raise ChainError(
+                step.name,
+                f"recorded at {recorded}, before {previous[0]} (recorded at {previous[1]}): steps out of order",
+            )
+        previous = (step.name, recorded)
         keyid = next(iter(metadata_by_step[step.name]))
         env = link.environment.get("chainproof", {}) if isinstance(link.environment, dict) else {}
         records[step.name] = StepRecord(
@@ -483,7 +497,7 @@ def bundled_files(bundle_dir: Path) -> dict[str, str]:
 
 
 def verify_bundled_evidence(bundle_dir: Path, records: Mapping[str, StepRecord]) -> list[str]:
-    """(7) Check every evidence file the bundle carries against the link that produced it.
+    """(8) Check every evidence file the bundle carries against the link that produced it.
 
     Args:
         bundle_dir: the bundle folder.
@@ -555,8 +569,8 @@ def verify_model_evidence(
     layout: Layout,
     records: Mapping[str, StepRecord],
     model_path: Path,
-) -> tuple[dict[str, str], list[str]]:
-    """(8)-(11) Check the delivered model against the chain and its attestations.
+) -> tuple[dict[str, str], list[str], dict[str, str]]:
+    """(9)-(12) Check the delivered model against the chain and its attestations.
 
     Args:
         bundle: the bundle (or in-pipeline chain) folder.
@@ -565,7 +579,8 @@ def verify_model_evidence(
         model_path: the delivered model folder.
 
     Returns:
-        The model files (logical name to SHA-256) and the checks that passed.
+        The model files (logical name to SHA-256), the checks that passed, and the
+        attestations that verified (kind to file).
 
     Raises:
         VerificationError: the model, its signature, its provenance or its
@@ -574,21 +589,23 @@ def verify_model_evidence(
     from chainproof.attest import load_statement, verify_model_signature
 
     checks: list[str] = []
+    attestations: dict[str, str] = {}
     if not model_path.is_dir():
         raise ArtifactRefused(str(model_path), "model folder does not exist")
-    # (8) The delivered model is exactly the model the chain attests.
+    # (9) The delivered model is exactly the model the chain attests.
     producer, attested_model = products_with_prefix(records, "model/")
     delivered = digest_tree(model_path, prefix="model")
     check_artifacts(attested_model, delivered, producer=producer, what="model")
-    checks.append(f"(8) {len(delivered)} model files match the products of {producer}")
+    checks.append(f"(9) {len(delivered)} model files match the products of {producer}")
 
     for record in records.values():
         if "attestations/model.sig" in record.products:
-            # (9) The OpenSSF Model Signing signature verifies with its step's key.
+            # (10) The OpenSSF Model Signing signature verifies with its step's key.
             verify_model_signature(model_path, bundle / "attestations" / "model.sig", _layout_key(layout, record.keyid))
-            checks.append(f"(9) attestations/model.sig verifies over the model with {record.name}'s key")
+            checks.append(f"(10) attestations/model.sig verifies over the model with {record.name}'s key")
+            attestations["oms"] = "attestations/model.sig"
         if "attestations/provenance.json" in record.products:
-            # (10) The SLSA provenance is signed by its step and its subject is the model.
+            # (11) The SLSA provenance is signed by its step and its subject is the model.
             what = "attestations/provenance.json"
             statement = load_statement(
                 (bundle / what).read_bytes(), key=_layout_key(layout, record.keyid), what=what
@@ -596,9 +613,10 @@ def verify_model_evidence(
             if statement.get("predicateType") != SLSA_PROVENANCE:
                 raise ArtifactRefused(what, f"expected predicate {SLSA_PROVENANCE}, got {statement.get('predicateType')!r}")
             check_artifacts(_statement_subjects(statement, what), delivered, producer=what, what="model")
-            checks.append(f"(10) {what} (SLSA v1) signed by {record.name}; its subject is the model")
+            checks.append(f"(11) {what} (SLSA v1) signed by {record.name}; its subject is the model")
+            attestations["slsa"] = what
         if "attestations/vsa.json" in record.products:
-            # (11) The verification summary says PASSED, for this model and this layout.
+            # (12) The verification summary says PASSED, for this model and this layout.
             what = "attestations/vsa.json"
             statement = load_statement(
                 (bundle / what).read_bytes(), key=_layout_key(layout, record.keyid), what=what
@@ -609,8 +627,9 @@ def verify_model_evidence(
             if result != "PASSED":
                 raise ArtifactRefused(what, f"expected verificationResult PASSED, got {result!r}")
             check_artifacts(_statement_subjects(statement, what), delivered, producer=what, what="model")
-            checks.append(f"(11) {what} by {record.name}: PASSED for this model")
-    return delivered, checks
+            checks.append(f"(12) {what} by {record.name}: PASSED for this model")
+            attestations["vsa"] = what
+    return delivered, checks, attestations
 
 
 def verify_pinned_chain(
@@ -646,10 +665,14 @@ def verify_pinned_chain(
     _, layout = load_layout(layout_bytes)
     checks = [f"(1)-(2) {LAYOUT_FILE} matches the pinned sha256:{layout_sha256[:16]}"]
     records = verify_chain_links(layout, chain / LINKS_DIR, upto=upto, options=options)
-    checks.append(f"(3)-(6) {len(records)} earlier links verified against the layout")
+    checks.append(f"(3)-(7) {len(records)} earlier links verified against the layout")
     evidence = verify_bundled_evidence(chain, records)
-    checks.append(f"(7) {len(evidence)} evidence files match their attested digests")
+    checks.append(f"(8) {len(evidence)} evidence files match their attested digests")
     return layout, records, checks
+
+
+class _Policy(Protocol):
+    def verify(self, result: VerificationResult, bundle: Path) -> list[str]: ...
 
 
 def verify_bundle(
@@ -657,6 +680,7 @@ def verify_bundle(
     *,
     trusted_owner_keys: Mapping[str, SSlibKey],
     model_dir: str | Path | None = None,
+    policy: _Policy | None = None,
     options: VerifyOptions = VerifyOptions(),
 ) -> VerificationResult:
     """Verify an evidence bundle end to end, against a trusted owner key.
@@ -665,6 +689,8 @@ def verify_bundle(
         bundle_dir: the bundle folder (``root.layout``, ``links/``, ``keys/``, ...).
         trusted_owner_keys: the owner keys to trust, by key id; never taken from the bundle.
         model_dir: the delivered model folder; default: the location ``bundle.json`` records.
+        policy: the auditor's own constraints (:class:`chainproof.auditor.AuditorPolicy`),
+            checked last as step (13).
         options: size limits.
 
     Returns:
@@ -688,18 +714,19 @@ def verify_bundle(
     owner_keyid = verify_layout_signature(envelope, trusted_owner_keys)
     checks.append(f"(2) layout signed by trusted owner key {owner_keyid[:16]}")
 
-    # (3)-(6) in-toto: expiry, links, signatures, rules.
+    # (3)-(7) in-toto: expiry, links, signatures, rules; and the steps' order.
     records = verify_chain_links(layout, bundle / LINKS_DIR, options=options)
     checks.append(f"(3) layout valid until {layout.expires}")
     checks.append(f"(4) {len(records)} links signed by their steps' functionary keys")
     checks.append("(5) every material matches the product of the step that made it")
     checks.append("(6) every product is allowed by the layout; nothing else appears")
+    checks.append("(7) the steps' links were recorded in the layout's order")
 
-    # (7) The evidence the bundle carries is the evidence the links attest.
+    # (8) The evidence the bundle carries is the evidence the links attest.
     evidence = verify_bundled_evidence(bundle, records)
-    checks.append(f"(7) {len(evidence)} evidence files match their attested digests")
+    checks.append(f"(8) {len(evidence)} evidence files match their attested digests")
 
-    # (8)-(11) The delivered model, its signature, provenance and verification summary.
+    # (9)-(12) The delivered model, its signature, provenance and verification summary.
     if model_dir is None:
         index = read_bundle_index(bundle)
         model = index.get("model")
@@ -711,16 +738,21 @@ def verify_bundle(
             model_path = (bundle / model_path).resolve()
     else:
         model_path = Path(model_dir)
-    delivered, model_checks = verify_model_evidence(bundle, layout, records, model_path)
+    delivered, model_checks, attestations = verify_model_evidence(bundle, layout, records, model_path)
     checks += model_checks
 
-    return VerificationResult(
+    result = VerificationResult(
         layout_sha256=_sha256_bytes(layout_bytes),
         owner_keyid=owner_keyid,
         steps=list(records.values()),
         model_files=delivered,
         checks=checks,
+        attestations=attestations,
     )
+    # (13) The auditor's own constraints, beyond the owner's layout.
+    if policy is not None:
+        result.checks.extend(policy.verify(result, bundle))
+    return result
 
 
 def _sha256_bytes(data: bytes) -> str:

@@ -123,7 +123,7 @@ def test_inspect_shows_steps_principals_and_digests(cli_run, cli_env):
     proc = _run([_tool("chainproof"), "inspect", summary["bundle"], "--format", "json"], cwd, cli_env)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert [s["step"] for s in doc["steps"]][0] == "secure_ingest"
+    assert [s["name"] for s in doc["steps"]][0] == "secure_ingest" and doc["verified"] is False
     assert all(s["principal"] and len(s["keyid"]) == 64 for s in doc["steps"])
     table = _run([_tool("chainproof"), "inspect", summary["bundle"]], cwd, cli_env)
     assert table.returncode == 0 and "train_model" in table.stdout and "model/model.joblib" in table.stdout
