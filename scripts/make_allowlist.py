@@ -67,6 +67,8 @@ _BASE = {
     "numpy.random._generator": ["Generator"],
     "numpy.dtypes": [],
     "joblib.numpy_pickle": ["NumpyArrayWrapper"],
+    "torch._utils": ["_rebuild_tensor_v2", "_rebuild_parameter"],
+    "torch": ["FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage", "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage", "Size"],
     "scipy.sparse._csr": ["csr_matrix", "csr_array"],
     "scipy.sparse._csc": ["csc_matrix", "csc_array"],
     "scipy.sparse._coo": ["coo_matrix", "coo_array"],

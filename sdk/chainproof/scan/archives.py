@@ -141,6 +141,11 @@ def scan_zip(
                 continue
             if info.is_dir():
                 continue
+            if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(1, info.compress_size):
+                findings.append(
+                    Finding(member, info.header_offset, "ratio", f"declares more than {limits.max_ratio}:1 expansion (a decompression bomb)")
+                )
+                continue
             declared += info.file_size
             if declared > limits.max_decompressed_bytes:
                 findings.append(

@@ -253,7 +253,8 @@ class _Walker:
                 except ScanAbort:
                     raise
                 except (ValueError, UnicodeDecodeError, OverflowError) as exc:
-                    raise self._abort(pos, name, f"malformed argument ({exc})") from exc
+                    why = "truncated" if s.at_eof() else "malformed argument"
+                    raise self._abort(pos, name, f"{why} ({exc})") from exc
             if len(stack) + len(memo) > limits.max_stack:
                 raise self._abort(pos, name, f"more than {limits.max_stack} values on the stack and memo (the limit)")
 

@@ -6,9 +6,9 @@ Example:
     >>> _ = p.write_text("a,b\\n1,2\\n")
     >>> scan_csv(p).verdict
     'safe'
-    >>> schema = TabularSchema(columns=(Column("a", "int", minimum=0, maximum=1), Column("b", "float")))
+    >>> schema = TabularSchema(columns=(Column("a", "int", minimum=0, maximum=0), Column("b", "float")))
     >>> [f.reason for f in scan_csv(p, schema=schema).findings]
-    ['2 is above the maximum 1']
+    ['1 is above the maximum 0']
 
 A scan returns a :class:`ScanReport` whose findings name the file, the line,
 the column and why. Anything the scanner cannot parse is unsafe (fail closed).
