@@ -4,6 +4,7 @@ Example:
     $ chainproof run --format json
     $ chainproof verify chainproof-work/registry/models/chainproof-model/1/bundle
     $ chainproof inspect chainproof-work/registry/models/chainproof-model/1/bundle
+    $ chainproof scan chainproof-work/registry/models/chainproof-model/1/model
 
 Exit codes: 0 verified / done, 1 verification failed or an artifact was refused,
 2 usage or input error. A traceback only with ``--verbose``. This is the only
@@ -203,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--format", choices=["text", "json", "html"], default="text")
     inspect.add_argument("-o", "--output", help="write the report to this file (json/html)")
     inspect.set_defaults(func=_cmd_inspect)
+
+    from chainproof.scan import cli as scan_cli
+
+    scan_cli.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,118 @@
+"""A bounded, counting reader over any binary stream (private).
+
+Example:
+    >>> import io
+    >>> s = _Stream(io.BytesIO(b"ab\\ncd"), label="t", max_bytes=10)
+    >>> s.readline(), s.read(1), s.pos
+    (b'ab\\n', b'c', 4)
+
+Every byte the scanner reads goes through one of these, so a limit on size holds
+however deeply streams are nested, and every finding knows its offset.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Protocol
+
+from chainproof.scan.report import Finding
+
+_CHUNK = 1 << 16
+
+
+class ScanAbort(Exception):
+    """Stop scanning a stream: the finding says why (a limit, a parse error)."""
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(str(finding))
+        self.finding = finding
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class _Stream:
+    """Read a binary stream with a position, a byte limit and one-chunk lookahead.
+
+    Args:
+        raw: the stream.
+        label: the name findings use.
+        max_bytes: most bytes that may be read; reading past it aborts the scan.
+        max_line: longest line ``readline`` accepts.
+        what: the name of the limit, for the finding.
+    """
+
+    def __init__(
+        self,
+        raw: _Readable | BinaryIO,
+        *,
+        label: str,
+        max_bytes: int,
+        max_line: int = 1 << 20,
+        what: str = "size",
+    ) -> None:
+        self.raw = raw
+        self.label = label
+        self.max_bytes = max_bytes
+        self.max_line = max_line
+        self.what = what
+        self.pos = 0
+        self._buf = b""
+        self._eof = False
+
+    def _fill(self, want: int) -> None:
+        # Read raw chunks until `want` bytes are buffered or the stream ends.
+        while len(self._buf) < want and not self._eof:
+            chunk = self.raw.read(max(_CHUNK, want - len(self._buf)))
+            if not chunk:
+                self._eof = True
+                break
+            self._buf += chunk
+        if self.pos + min(want, len(self._buf)) > self.max_bytes:
+            raise ScanAbort(
+                Finding(self.label, self.max_bytes, self.what, f"more than {self.max_bytes} bytes (the limit)")
+            )
+
+    def peek(self, n: int) -> bytes:
+        """Return up to ``n`` next bytes without consuming them."""
+        self._fill(n)
+        return self._buf[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        """Read ``n`` bytes (fewer at the end); ``-1`` reads to the end, within the limit."""
+        if n is None or n < 0:
+            n = self.max_bytes - self.pos + 1
+        self._fill(n)
+        data, self._buf = self._buf[:n], self._buf[n:]
+        self.pos += len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        """Read up to and including the next newline, at most ``max_line`` bytes."""
+        start = 0
+        while True:
+            i = self._buf.find(b"\n", start)
+            if i >= 0:
+                return self.read(i + 1)
+            if len(self._buf) > self.max_line:
+                raise ScanAbort(
+                    Finding(self.label, self.pos, "line", f"text argument longer than {self.max_line} bytes")
+                )
+            if self._eof:
+                return self.read(len(self._buf))
+            start = len(self._buf)
+            self._fill(len(self._buf) + _CHUNK)
+
+    def skip(self, n: int) -> int:
+        """Consume ``n`` bytes without keeping them; return how many were there."""
+        done = 0
+        while done < n:
+            got = len(self.read(min(_CHUNK, n - done)))
+            if not got:
+                break
+            done += got
+        return done
+
+    def at_eof(self) -> bool:
+        """Return whether no byte is left."""
+        return not self.peek(1)

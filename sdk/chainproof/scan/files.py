@@ -1,0 +1,442 @@
+"""Identify files by content and scan each with the right reader.
+
+Example:
+    >>> import pathlib, pickle, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "weights.txt").write_bytes(pickle.dumps([1, 2, 3]))
+    >>> [(r.file, r.kind, r.verdict) for r in scan_path(d)]
+    [('weights.txt', 'pickle', 'safe')]
+
+What a file is called never decides how it is read: the first bytes do. A
+compressed stream is decompressed (within the size and ratio limits) and its
+content identified again; archives are checked and their members scanned the
+same way, to a bounded depth. Text that is not a pickle is accepted as text;
+anything else the scanner does not recognise is unsafe (fail closed).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from chainproof.errors import InputError
+from chainproof.scan import archives, numpy_files, skops_files
+from chainproof.scan._stream import ScanAbort, _Stream
+from chainproof.scan.allowlist import Allowlist
+from chainproof.scan.pickles import IMPORT_OPCODES, looks_importable, scan_pickle
+from chainproof.scan.report import Finding, ScanLimits, ScanReport
+from chainproof.scan.tabular import scan_csv
+
+__all__ = ["scan_bytes", "scan_file", "scan_path"]
+
+_ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def scan_path(
+    path: str | os.PathLike[str],
+    *,
+    allowlist: Allowlist | None = None,
+    limits: ScanLimits = ScanLimits(),
+) -> list[ScanReport]:
+    """Scan a file, or every file under a folder, by content.
+
+    Args:
+        path: a file or a folder. Symbolic links under a folder are reported,
+            never followed.
+        allowlist: the exact globals pickles may name (default: the shipped list).
+        limits: the limits of the scan.
+
+    Returns:
+        One report per file, named relative to ``path`` (a file: its name).
+
+    Raises:
+        InputError: ``path`` does not exist, or a folder holds more files than
+            ``limits.max_files``.
+    """
+    root = Path(path)
+    allowlist = allowlist or Allowlist.default()
+    if root.is_file():
+        return [scan_file(root, name=root.name, allowlist=allowlist, limits=limits)]
+    if not root.is_dir():
+        raise InputError(f"{root}: no such file or folder")
+    reports: list[ScanReport] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for entry in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+            full = Path(dirpath) / entry
+            rel = full.relative_to(root).as_posix()
+            if len(reports) >= limits.max_files:
+                raise InputError(f"{root}: more than {limits.max_files} files (the limit)")
+            if full.is_symlink():
+                reports.append(
+                    ScanReport(rel, "symlink", [Finding(rel, None, os.readlink(full), "symbolic link (not followed)")])
+                )
+            elif full.is_file():
+                reports.append(scan_file(full, name=rel, allowlist=allowlist, limits=limits))
+            else:
+                reports.append(ScanReport(rel, "special", [Finding(rel, None, rel, "not a regular file")]))
+    return reports
+
+
+def scan_file(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    allowlist: Allowlist | None = None,
+    limits: ScanLimits = ScanLimits(),
+) -> ScanReport:
+    """Scan one file by content.
+
+    Args:
+        path: the file.
+        name: the name findings use (default: the file name).
+        allowlist: the exact globals pickles may name (default: the shipped list).
+        limits: the limits of the scan.
+
+    Returns:
+        The report.
+    """
+    p = Path(path)
+    label = name or p.name
+    scanner = _Scanner(allowlist or Allowlist.default(), limits)
+    with open(p, "rb") as fh:
+        kind = scanner.scan_top(fh, label=label, path=p)
+    return scanner.report(label, kind)
+
+
+def scan_bytes(
+    data: bytes,
+    *,
+    name: str,
+    allowlist: Allowlist | None = None,
+    limits: ScanLimits = ScanLimits(),
+) -> ScanReport:
+    """Scan bytes already in memory by content.
+
+    Args:
+        data: the bytes.
+        name: the name findings use.
+        allowlist: the exact globals pickles may name (default: the shipped list).
+        limits: the limits of the scan.
+
+    Returns:
+        The report.
+    """
+    scanner = _Scanner(allowlist or Allowlist.default(), limits)
+    kind = scanner.scan_top(io.BytesIO(data), label=name, path=None)
+    return scanner.report(name, kind)
+
+
+@dataclass
+class _Scanner:
+    """One scan of one top-level file: its findings, facts and budgets."""
+
+    allowlist: Allowlist
+    limits: ScanLimits
+    findings: list[Finding] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def report(self, label: str, kind: str) -> ScanReport:
+        self.facts.setdefault("allowlist", self.allowlist.describe())
+        return ScanReport(file=label, kind=kind, findings=self.findings, facts=self.facts)
+
+    def scan_top(self, fh: BinaryIO, *, label: str, path: Path | None) -> str:
+        stream = _Stream(fh, label=label, max_bytes=self.limits.max_file_bytes, max_line=self.limits.max_line_bytes)
+        try:
+            kind = self.scan_stream(stream, label, 0, label, self.facts, seekable=fh, csv_path=path)
+        except ScanAbort as exc:
+            self.findings.append(exc.finding)
+            kind = "unknown"
+        # A file that is also a zip (its directory at the end) loads as a zip
+        # wherever a loader checks for one first (torch.load does).
+        if kind not in ("zip", "npz", "skops", "pytorch") and not kind.startswith("tar"):
+            fh.seek(0)
+            try:
+                polyglot = zipfile.is_zipfile(fh)
+            except OSError:
+                polyglot = False
+            if polyglot:
+                self.findings.append(Finding(label, None, "zip", f"a {kind} that is also a zip archive (polyglot)"))
+        return kind
+
+    def scan_stream(
+        self,
+        stream: _Stream,
+        label: str,
+        depth: int,
+        name: str,
+        facts: dict[str, Any],
+        *,
+        seekable: BinaryIO | None = None,
+        csv_path: Path | None = None,
+    ) -> str:
+        """Identify one stream by its first bytes and scan it; return its kind."""
+        limits = self.limits
+        if depth > limits.max_depth:
+            self.findings.append(Finding(label, None, "depth", f"nested deeper than {limits.max_depth} containers"))
+            return "nested"
+        head = stream.peek(512)
+        if not head:
+            return "empty"
+        if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+            return self._zip(stream, label, depth, facts, seekable)
+        if head.startswith(b"\x93NUMPY"):
+            return numpy_files.scan_npy(stream, label=label, findings=self.findings, facts=facts)
+        codec = _codec(head)
+        if codec is not None:
+            return self._compressed(stream, label, depth, name, facts, codec)
+        if len(head) >= 262 and head[257:262] == b"ustar":
+            return archives.scan_tar(
+                stream, label=label, depth=depth, limits=limits, findings=self.findings,
+                scan_member=self._member, facts=facts,
+            )
+        if head.startswith(b"ZF"):
+            self.findings.append(Finding(label, 0, "ZF", "legacy joblib (< 0.9.3) compressed format is not supported"))
+            return "joblib-legacy"
+        if _looks_safetensors(head):
+            return self._safetensors(stream, label, facts)
+        if head[0] == 0x80:
+            return self._pickle(stream, label, facts)
+        return self._other(stream, label, name, facts, csv_path)
+
+    def _member(self, stream: _Stream, label: str, depth: int, name: str) -> str:
+        sub: dict[str, Any] = {}
+        return self.scan_stream(stream, label, depth, name, sub)
+
+    # -- pickles ----------------------------------------------------------
+
+    def _pickle(self, stream: _Stream, label: str, facts: dict[str, Any], *, persid_check: Any = None) -> str:
+        result = scan_pickle(stream, label=label, allowlist=self.allowlist, limits=self.limits, persid_check=persid_check)
+        self.findings.extend(result.findings)
+        facts.update(
+            {"protocol": result.protocol, "globals": sorted(result.globals), "inline_arrays": result.inline_arrays}
+        )
+        joblib_file = result.inline_arrays or result.inline_pickles or any(
+            g.startswith("joblib.") for g in result.globals
+        )
+        return "joblib" if joblib_file else "pickle"
+
+    def _other(
+        self, stream: _Stream, label: str, name: str, facts: dict[str, Any], csv_path: Path | None
+    ) -> str:
+        # Protocol 0 and 1 pickles have no magic: walk the stream as a pickle
+        # and keep the verdict if it is one, or if it names anything importable
+        # before it fails (the unpickler would import that before failing).
+        probe = stream.peek(self.limits.max_text_probe_bytes)
+        text = b"\x00" not in probe and _utf8_prefix(probe)
+        result = scan_pickle(stream, label=label, allowlist=self.allowlist, limits=self.limits, expect_eof=True)
+        # Before the parse error (the last finding), keep what could import:
+        # names shaped like importable globals, and every other dangerous opcode.
+        before = result.findings if result.complete else result.findings[:-1]
+        importing = [f for f in before if not _is_global_finding(f) or looks_importable(f.what)]
+        if result.complete:
+            self.findings.extend(result.findings)
+            facts.update({"protocol": result.protocol, "globals": sorted(result.globals)})
+            return "pickle"
+        if importing:
+            self.findings.extend(importing)
+            self.findings.append(
+                Finding(label, result.end, "pickle", "names a global before failing to parse: a loader would import it")
+            )
+            facts["globals"] = sorted(result.globals)
+            return "pickle"
+        if text:
+            if csv_path is not None and name.lower().endswith((".csv", ".tsv")):
+                report = scan_csv(csv_path, name=label)
+                self.findings.extend(report.findings)
+                facts.update(report.facts)
+                return "csv"
+            return "text"
+        self.findings.append(Finding(label, 0, "format", "unrecognised binary format: cannot be scanned"))
+        return "unknown"
+
+    # -- containers ---------------------------------------------------------
+
+    def _zip(self, stream: _Stream, label: str, depth: int, facts: dict[str, Any], seekable: BinaryIO | None) -> str:
+        if seekable is None or stream.pos != 0:
+            # A zip needs random access: a nested one is read into memory, bounded.
+            data = stream.read(self.limits.max_in_memory_bytes + 1)
+            if len(data) > self.limits.max_in_memory_bytes:
+                self.findings.append(
+                    Finding(label, None, "zip", f"nested zip larger than {self.limits.max_in_memory_bytes} bytes")
+                )
+                return "zip"
+            fileobj: BinaryIO = io.BytesIO(data)
+        else:
+            fileobj = seekable
+            fileobj.seek(0)
+        kind = archives.scan_zip(
+            fileobj, label=label, depth=depth, limits=self.limits, findings=self.findings,
+            scan_member=self._member, facts=facts,
+        )
+        if kind == "skops":
+            fileobj.seek(0)
+            data = fileobj.read(self.limits.max_in_memory_bytes + 1)
+            skops_files.check_skops(data, label=label, allowlist=self.allowlist, findings=self.findings, facts=facts)
+        elif kind == "pytorch":
+            fileobj.seek(0)
+            self._torch(fileobj, label, facts)
+        return kind
+
+    def _torch(self, fileobj: BinaryIO, label: str, facts: dict[str, Any]) -> None:
+        # data.pkl is scanned here, with PyTorch's persistent ids accepted; the
+        # generic member scan above refused them.
+        with zipfile.ZipFile(fileobj) as archive:
+            prefix = facts["pytorch_prefix"]
+            storages = {n[len(prefix) + 6 :] for n in archive.namelist() if n.startswith(f"{prefix}/data/")}
+            member = f"{label}!{prefix}/data.pkl"
+            self.findings[:] = [
+                f for f in self.findings if not (f.file == member and f.what in ("PERSID", "BINPERSID"))
+            ]
+            with archive.open(f"{prefix}/data.pkl") as raw:
+                stream = _Stream(raw, label=member, max_bytes=self.limits.max_file_bytes, max_line=self.limits.max_line_bytes)
+                check = _torch_persid(storages, self.allowlist)
+                result = scan_pickle(
+                    stream, label=member, allowlist=self.allowlist, limits=self.limits, joblib=False, persid_check=check
+                )
+            self.findings[:] = [f for f in self.findings if f.file != member]
+            self.findings.extend(result.findings)
+            facts["globals"] = sorted(result.globals)
+
+    def _compressed(self, stream: _Stream, label: str, depth: int, name: str, facts: dict[str, Any], codec: str) -> str:
+        inner_label = f"{label}|{codec}"
+        raw: Any
+        if codec == "gzip":
+            raw = gzip.GzipFile(fileobj=stream, mode="rb")
+        elif codec == "bz2":
+            raw = bz2.BZ2File(stream, mode="rb")
+        elif codec == "xz":
+            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_XZ)
+        elif codec == "lzma":
+            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_ALONE)
+        elif codec == "zlib":
+            raw = _ZlibReader(stream)
+        else:
+            try:
+                import lz4.frame
+            except ImportError:
+                self.findings.append(
+                    Finding(label, 0, "lz4", "lz4-compressed, and the lz4 package is not installed: cannot be scanned")
+                )
+                return "lz4"
+            raw = lz4.frame.LZ4FrameFile(stream, mode="rb")
+        guard = archives._Guard(raw, compressed=lambda: stream.pos, limits=self.limits, label=inner_label)
+        inner = _Stream(
+            guard, label=inner_label, max_bytes=self.limits.max_decompressed_bytes, max_line=self.limits.max_line_bytes,
+            what="decompressed size",
+        )
+        sub: dict[str, Any] = {}
+        try:
+            kind = self.scan_stream(inner, inner_label, depth + 1, name, sub)
+        except ScanAbort:
+            raise
+        except (OSError, EOFError, ValueError, RuntimeError, lzma.LZMAError, zlib.error) as exc:
+            self.findings.append(Finding(inner_label, inner.pos, codec, f"cannot decompress ({exc})"))
+            kind = "unknown"
+        facts.update(sub)
+        facts["compression"] = codec
+        return f"{kind}+{codec}"
+
+    def _safetensors(self, stream: _Stream, label: str, facts: dict[str, Any]) -> str:
+        size = int.from_bytes(stream.read(8), "little")
+        try:
+            header = json.loads(stream.read(size))
+        except ValueError as exc:
+            self.findings.append(Finding(label, 8, "header", f"malformed safetensors header ({exc})"))
+            return "safetensors"
+        if not isinstance(header, dict):
+            self.findings.append(Finding(label, 8, "header", "safetensors header is not an object"))
+        facts["tensors"] = len([k for k in header if k != "__metadata__"]) if isinstance(header, dict) else 0
+        return "safetensors"
+
+
+def _is_global_finding(f: Finding) -> bool:
+    return f.reason.split(":")[0] in IMPORT_OPCODES and "not in the allowlist" in f.reason
+
+
+def _codec(head: bytes) -> str | None:
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x5d\x00\x00"):
+        return "lzma"
+    if head[:2] in _ZLIB_HEADERS:
+        return "zlib"
+    if head.startswith(_LZ4_MAGIC):
+        return "lz4"
+    return None
+
+
+def _looks_safetensors(head: bytes) -> bool:
+    if len(head) < 10:
+        return False
+    size = int.from_bytes(head[:8], "little")
+    return 2 <= size <= 100_000_000 and head[8:9] == b"{"
+
+
+def _utf8_prefix(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A probe may cut a character in two: only its last 3 bytes may fail.
+        return exc.start >= len(data) - 3 and exc.reason == "unexpected end of data"
+    return True
+
+
+class _ZlibReader:
+    """A streaming reader of a zlib stream (joblib's ``compress='zlib'``)."""
+
+    def __init__(self, raw: _Stream) -> None:
+        self.raw = raw
+        self.dec = zlib.decompressobj()
+        self.done = False
+
+    def read(self, n: int = -1) -> bytes:
+        out = b""
+        want = n if n > 0 else 1 << 20
+        while len(out) < want and not self.done:
+            if self.dec.unconsumed_tail:
+                out += self.dec.decompress(self.dec.unconsumed_tail, want - len(out))
+                continue
+            chunk = self.raw.read(1 << 16)
+            if not chunk:
+                if not self.dec.eof:
+                    raise EOFError("zlib stream ends early")
+                self.done = True
+                break
+            out += self.dec.decompress(chunk, want - len(out))
+            if self.dec.eof:
+                self.done = True
+        return out
+
+
+def _torch_persid(storages: set[str], allowlist: Allowlist) -> Any:
+    from chainproof.scan.pickles import _Global
+
+    def check(pid: Any) -> str | None:
+        # torch.save writes ('storage', StorageType, key, location, numel).
+        if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage":
+            return "persistent id is not a PyTorch storage reference"
+        storage_type, key, location = pid[1], pid[2], pid[3]
+        if not isinstance(storage_type, _Global):
+            return "storage type is not a global"
+        if not isinstance(key, str) or key not in storages:
+            return f"storage {key!r} is not a member of the archive"
+        if not isinstance(location, str):
+            return "storage location is not a string"
+        return None
+
+    return check
