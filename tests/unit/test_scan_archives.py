@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scan_corpus as corpus
+from tests import scan_corpus as corpus
 
 from chainproof.scan import ScanLimits, scan_bytes
 

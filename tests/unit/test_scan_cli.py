@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-import scan_corpus as corpus
+from tests import scan_corpus as corpus
 
 from chainproof.cli import main
 from chainproof.errors import InputError

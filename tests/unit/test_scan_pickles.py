@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import scan_corpus as corpus
+from tests import scan_corpus as corpus
 
 from chainproof.scan import Allowlist, ScanLimits, scan_bytes, scan_file, scan_path, summarize
 
