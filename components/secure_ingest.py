@@ -16,6 +16,8 @@ def secure_ingest(
     dataset: Output[Dataset],
     chain: Output[Artifact],
     owner_public_key: str = "",
+    identity: str = "local",
+    allow_service_account_key: bool = False,
 ) -> None:
     """Fetch a digest-pinned source into quarantine, verify it, and start the attestation chain.
 
@@ -33,6 +35,10 @@ def secure_ingest(
         dataset: The verified dataset folder (dataset/<file> in the chain).
         chain: The chain so far: root.layout, run/id, keys/ and this step's link.
         owner_public_key: The layout owner's public key PEM; when given, the layout signature is checked too.
+        identity: Who the step runs as: local (the local user, recorded as such; no metadata server) or gcp
+            (Application Default Credentials: the metadata server or workload identity federation).
+        allow_service_account_key: Accept a service-account key file (refused by default); the override
+            is recorded in the link and reported by chainproof verify unless the layout allows it.
     """
     from chainproof import steps
 
@@ -45,5 +51,7 @@ def secure_ingest(
         dataset_dir=dataset.path,
         chain_dir=chain.path,
         owner_public_key=owner_public_key,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     dataset.metadata.update(outcome.metadata)

@@ -42,6 +42,7 @@ from chainproof.errors import (
     DigestMismatch,
     InputError,
     LayoutError,
+    PolicyViolation,
     SignatureError,
     UntrustedKey,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "VerificationResult",
     "VerifyOptions",
     "check_artifacts",
+    "check_identity_policy",
     "load_layout",
     "products_with_prefix",
     "verify_bundle",
@@ -415,6 +417,57 @@ def verify_chain_links(
     return records
 
 
+def check_identity_policy(
+    layout: Layout,
+    records: Mapping[str, StepRecord],
+    *,
+    key_files: bool = True,
+) -> list[str]:
+    """(12) Check who each step ran as against the layout's identity policy.
+
+    Args:
+        layout: the trusted layout (its ``expected_principals`` and
+            ``allow_service_account_keys`` extensions).
+        records: the verified steps.
+        key_files: also refuse steps that ran with a service-account key file the
+            layout does not allow (an operator's override is not the owner's consent).
+
+    Returns:
+        The checks that passed.
+
+    Raises:
+        PolicyViolation: a step ran as another principal than the layout pins, or with a
+            service-account key file the layout does not allow (names the step and principals).
+    """
+    from chainproof.identity import uses_service_account_key
+    from chainproof.policy import allows_service_account_key, expected_principal
+
+    checks: list[str] = []
+    pinned = 0
+    for name, record in records.items():
+        principal = record.environment.get("principal")
+        doc = principal if isinstance(principal, dict) else {}
+        actual = str(doc.get("name", "unknown"))
+        expected = expected_principal(layout, name)
+        if expected is not None:
+            if actual != expected:
+                raise PolicyViolation(
+                    f"step {name}: ran as {actual} ({doc.get('kind', 'unknown')}), "
+                    f"but the layout expects {expected}"
+                )
+            pinned += 1
+        if key_files and uses_service_account_key(doc) and not allows_service_account_key(layout, name):
+            raise PolicyViolation(
+                f"step {name}: ran as {actual} with a service-account key file "
+                f"(override {doc.get('details', {}).get('override', 'none')!s} recorded in its link), "
+                "and the layout does not allow service-account keys for this step"
+            )
+    checks.append(f"(12) {pinned} pinned step principals match the layout")
+    if key_files:
+        checks.append("(12) no step used a service-account key file the layout does not allow")
+    return checks
+
+
 def products_with_prefix(records: Mapping[str, StepRecord], prefix: str) -> tuple[str, dict[str, str]]:
     """Return the last step that produced artifacts under ``prefix`` and those products.
 
@@ -647,6 +700,9 @@ def verify_pinned_chain(
     checks = [f"(1)-(2) {LAYOUT_FILE} matches the pinned sha256:{layout_sha256[:16]}"]
     records = verify_chain_links(layout, chain / LINKS_DIR, upto=upto, options=options)
     checks.append(f"(3)-(6) {len(records)} earlier links verified against the layout")
+    # Inside the pipeline only the principal pins are enforced: a key-file override is
+    # the operator's explicit choice, recorded in the link and judged by the auditor.
+    checks += check_identity_policy(layout, records, key_files=False)
     evidence = verify_bundled_evidence(chain, records)
     checks.append(f"(7) {len(evidence)} evidence files match their attested digests")
     return layout, records, checks
@@ -713,6 +769,9 @@ def verify_bundle(
         model_path = Path(model_dir)
     delivered, model_checks = verify_model_evidence(bundle, layout, records, model_path)
     checks += model_checks
+
+    # (12) Each step ran as the principal the layout pins, and without a key file.
+    checks += check_identity_policy(layout, records)
 
     return VerificationResult(
         layout_sha256=_sha256_bytes(layout_bytes),
