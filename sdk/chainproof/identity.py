@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -263,7 +264,12 @@ def check_adc_file(path: str, *, allow_service_account_key: bool = False) -> Non
     from google.auth import exceptions as auth_exceptions
 
     try:
-        credentials, _ = google.auth.load_credentials_from_file(path)
+        with warnings.catch_warnings():
+            # google-auth warns that the generic loader accepts any credential type; that is
+            # the point here: the result is classified with isinstance and refused or
+            # accepted, and never refreshed (nothing it names is executed or contacted).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            credentials, _ = google.auth.load_credentials_from_file(path)
     except auth_exceptions.DefaultCredentialsError as exc:
         # google-auth's message names the file and the problem, not the key.
         raise InputError(f"{path}: not a credentials file google-auth can load") from exc
