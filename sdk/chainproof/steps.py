@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from in_toto.models.layout import Layout
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import Key, SSlibKey
 
 from chainproof._version import __version__
 from chainproof.attest import record_link, sign_model, sign_statement, utc_now, write_atomic, write_link
@@ -133,10 +133,13 @@ def _staged(final: Path) -> Iterator[Path]:
 
 
 def _signer_for(step: str, reference: str, layout: Layout) -> StepSigner:
-    signer = load_signer(reference)
     spec = next((s for s in layout.steps if s.name == step), None)
     if spec is None:
         raise ChainError(step, "the layout has no such step")
+    # Remote signers (KMS, Sigstore) take the key the layout pins for this step instead
+    # of fetching it again; a KMS signature is checked against it before it is used.
+    pinned = Key.from_dict(spec.pubkeys[0], dict(layout.keys[spec.pubkeys[0]])) if spec.pubkeys else None
+    signer = load_signer(reference, public_key=pinned)
     if signer.keyid not in spec.pubkeys:
         raise ChainError(
             step,

@@ -82,3 +82,22 @@ def key_material(path: Path) -> list[str]:
     pem = json.loads(path.read_text())["private_key"]
     body = "".join(pem.strip().splitlines()[1:-1])
     return [body[i : i + 48] for i in range(0, len(body) - 48, 200)]
+
+
+@pytest.fixture
+def kms_server(on_gce, tmp_path: Path) -> Iterator[tuple[object, str, Path]]:
+    """A fake KMS on 127.0.0.1 that accepts only the metadata server's token.
+
+    Yields (server, endpoint, certificate file). Clients must trust the certificate
+    with ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` before their first TLS channel, so they
+    run in subprocesses.
+    """
+    from fake_kms import FakeKms, write_self_signed_cert
+
+    cert_path, key_pem, cert_pem = write_self_signed_cert(tmp_path)
+    server = FakeKms(expected_token=on_gce.token)
+    endpoint = server.start(key_pem, cert_pem)
+    try:
+        yield server, endpoint, cert_path
+    finally:
+        server.stop()
