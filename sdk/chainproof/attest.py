@@ -344,13 +344,15 @@ def sign_model(model_dir: Path, signature_path: Path, signer: StepSigner) -> Non
         tmp.unlink(missing_ok=True)
 
 
-def verify_model_signature(model_dir: Path, signature_path: Path, key: SSlibKey) -> None:
+def verify_model_signature(model_dir: Path, signature_path: Path, key: Any) -> None:
     """Verify an OpenSSF Model Signing signature of a model folder.
 
     Args:
         model_dir: the model folder as delivered.
         signature_path: the ``model.sig`` file.
-        key: the public key that must have signed it.
+        key: the public key that must have signed it, or a Sigstore identity
+            (``sigstore-oidc`` key: identity and issuer, verified with the trust root
+            shipped in sigstore-python, offline).
 
     Raises:
         SignatureError: the signature or any file does not verify.
@@ -358,12 +360,22 @@ def verify_model_signature(model_dir: Path, signature_path: Path, key: SSlibKey)
     from model_signing import verifying as oms_verifying
 
     with tempfile.TemporaryDirectory() as tmp:
-        pub = Path(tmp, "key.pub")
-        pub.write_text(public_key_pem(key))
-        try:
-            oms_verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(
-                model_dir, signature_path
+        config = oms_verifying.Config()
+        if key.keytype == "sigstore-oidc":
+            from sigstore.models import ClientTrustConfig
+
+            trust = Path(tmp, "trust_config.json")
+            # The trust root shipped with sigstore-python, without a TUF refresh (offline).
+            trust.write_text(ClientTrustConfig.production(offline=True)._inner.to_json())
+            config.use_sigstore_verifier(
+                identity=key.keyval["identity"], oidc_issuer=key.keyval["issuer"], trust_config=trust
             )
+        else:
+            pub = Path(tmp, "key.pub")
+            pub.write_text(public_key_pem(key))
+            config.use_elliptic_key_verifier(public_key=pub)
+        try:
+            config.verify(model_dir, signature_path)
         except Exception as exc:  # model_signing raises ValueError and library errors
             detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise SignatureError(f"attestations/model.sig: model signature does not verify: {detail}") from exc

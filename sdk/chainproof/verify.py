@@ -33,8 +33,9 @@ from in_toto import verifylib
 from in_toto.models.layout import Layout
 from in_toto.models.link import Link
 from in_toto.models.metadata import Envelope, Metadata
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import Key, SSlibKey
 
+from chainproof import sigstore_backend  # noqa: F401 - registers the keyless (sigstore-oidc) key type
 from chainproof.digests import digest_tree, manifest_digest
 from chainproof.errors import (
     ArtifactRefused,
@@ -590,8 +591,8 @@ def read_bundle_index(bundle_dir: Path) -> dict[str, Any]:
     return doc
 
 
-def _layout_key(layout: Layout, keyid: str) -> SSlibKey:
-    return SSlibKey.from_dict(keyid, dict(layout.keys[keyid]))
+def _layout_key(layout: Layout, keyid: str) -> Key:
+    return Key.from_dict(keyid, dict(layout.keys[keyid]))
 
 
 def _statement_subjects(statement: Mapping[str, Any], what: str) -> dict[str, str]:
