@@ -14,6 +14,8 @@ def register_model(
     signer: str,
     model_name: str,
     registry_uri: str,
+    identity: str = "local",
+    allow_service_account_key: bool = False,
 ) -> str:
     """Re-verify the chain and the gate's verification summary, then register the model and its evidence bundle.
 
@@ -27,6 +29,10 @@ def register_model(
         signer: This step's signer reference.
         model_name: The registry model name (lowercase letters, digits, '-', '_', '.').
         registry_uri: The local registry folder (file://).
+        identity: Who the step runs as: local (the local user, recorded as such; no metadata server) or gcp
+            (Application Default Credentials: the metadata server or workload identity federation).
+        allow_service_account_key: Accept a service-account key file (refused by default); the override
+            is recorded in the link and reported by chainproof verify unless the layout allows it.
 
     Returns:
         The registered version, e.g. local://NAME@VERSION.
@@ -40,5 +46,7 @@ def register_model(
         signer=signer,
         model_name=model_name,
         registry_uri=registry_uri,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     return str(outcome.metadata["reference"])

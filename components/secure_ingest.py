@@ -19,6 +19,8 @@ def secure_ingest(
     publisher_public_key: str = "",
     signature_uri: str = "",
     s3_endpoint: str = "",
+    identity: str = "local",
+    allow_service_account_key: bool = False,
 ) -> None:
     """Fetch a pinned source into quarantine, verify and scan it, and start the attestation chain.
 
@@ -41,6 +43,10 @@ def secure_ingest(
         publisher_public_key: A publisher's EC public key PEM whose model.sig must verify over the source.
         signature_uri: Where the publisher's model.sig is (default: model.sig inside a folder source).
         s3_endpoint: The S3 endpoint for s3:// sources (default: AWS).
+        identity: Who the step runs as: local (the local user, recorded as such; no metadata server) or gcp
+            (Application Default Credentials: the metadata server or workload identity federation).
+        allow_service_account_key: Accept a service-account key file (refused by default); the override
+            is recorded in the link and reported by chainproof verify unless the layout allows it.
     """
     from chainproof import steps
 
@@ -56,6 +62,8 @@ def secure_ingest(
         publisher_public_key=publisher_public_key,
         signature_uri=signature_uri,
         s3_endpoint=s3_endpoint,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     dataset.metadata.update(outcome.metadata)
 
@@ -73,6 +81,8 @@ def secure_ingest_model(
     publisher_public_key: str = "",
     signature_uri: str = "",
     s3_endpoint: str = "",
+    identity: str = "local",
+    allow_service_account_key: bool = False,
 ) -> None:
     """Fetch a pretrained model by digest or by its publisher's signature, scan it, and start the chain.
 
@@ -91,6 +101,8 @@ def secure_ingest_model(
         publisher_public_key: The publisher's EC public key PEM whose model.sig must verify over the model.
         signature_uri: Where the publisher's model.sig is (default: model.sig inside a folder source).
         s3_endpoint: The S3 endpoint for s3:// sources (default: AWS).
+        identity: Who the step runs as: local or gcp (Application Default Credentials).
+        allow_service_account_key: Accept a service-account key file (refused by default; recorded).
     """
     from chainproof import steps
 
@@ -107,5 +119,7 @@ def secure_ingest_model(
         signature_uri=signature_uri,
         s3_endpoint=s3_endpoint,
         output_prefix="model",
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     model.metadata.update(outcome.metadata)

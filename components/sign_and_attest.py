@@ -16,6 +16,8 @@ def sign_and_attest(
     builder_id: str = "https://chainproof.dev/builders/kfp-local",
     pipeline_template_sha256: str = "",
     component_image: str = "",
+    identity: str = "local",
+    allow_service_account_key: bool = False,
 ) -> None:
     """Verify the model against the chain, sign it with OpenSSF Model Signing, and write its SLSA v1 provenance.
 
@@ -28,6 +30,10 @@ def sign_and_attest(
         builder_id: The SLSA builder id recorded in the provenance.
         pipeline_template_sha256: SHA-256 of the compiled pipeline template, when known.
         component_image: The component image reference with its digest, when known.
+        identity: Who the step runs as: local (the local user, recorded as such; no metadata server) or gcp
+            (Application Default Credentials: the metadata server or workload identity federation).
+        allow_service_account_key: Accept a service-account key file (refused by default); the override
+            is recorded in the link and reported by chainproof verify unless the layout allows it.
     """
     from chainproof import steps
 
@@ -40,4 +46,6 @@ def sign_and_attest(
         builder_id=builder_id,
         pipeline_template_sha256=pipeline_template_sha256,
         component_image=component_image,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )

@@ -20,6 +20,8 @@ def train_model(
     hyperparameters: str = "{}",
     test_size: float = 0.25,
     random_state: int = 0,
+    identity: str = "local",
+    allow_service_account_key: bool = False,
 ) -> None:
     """Verify the ingested dataset against its attested digest, train a scikit-learn classifier, attest the model.
 
@@ -39,6 +41,10 @@ def train_model(
         hyperparameters: A JSON object of estimator parameters.
         test_size: Fraction of rows held out for the metrics.
         random_state: Seed of the train/test split.
+        identity: Who the step runs as: local (the local user, recorded as such; no metadata server) or gcp
+            (Application Default Credentials: the metadata server or workload identity federation).
+        allow_service_account_key: Accept a service-account key file (refused by default); the override
+            is recorded in the link and reported by chainproof verify unless the layout allows it.
     """
     from chainproof import steps
 
@@ -54,6 +60,8 @@ def train_model(
         hyperparameters=hyperparameters,
         test_size=test_size,
         random_state=random_state,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     for key, value in outcome.metadata["metrics"].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -13,6 +13,8 @@ def verify_chain(
     layout_sha256: str,
     signer: str,
     chain_out: Output[Artifact],
+    identity: str = "local",
+    allow_service_account_key: bool = False,
 ) -> None:
     """Verify every link, rule and evidence file so far, the model and its signatures; fail the pipeline otherwise.
 
@@ -25,6 +27,10 @@ def verify_chain(
         layout_sha256: The pinned SHA-256 of the layout.
         signer: This step's signer reference.
         chain_out: The chain extended with the verification summary and this step's link.
+        identity: Who the step runs as: local (the local user, recorded as such; no metadata server) or gcp
+            (Application Default Credentials: the metadata server or workload identity federation).
+        allow_service_account_key: Accept a service-account key file (refused by default); the override
+            is recorded in the link and reported by chainproof verify unless the layout allows it.
     """
     from chainproof import steps
 
@@ -34,4 +40,6 @@ def verify_chain(
         layout_sha256=layout_sha256,
         signer=signer,
         chain_out=chain_out.path,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )

@@ -29,6 +29,8 @@ def zero_trust_training(
     estimator: str = "random_forest",
     hyperparameters: str = "{}",
     builder_id: str = "https://chainproof.dev/builders/kfp-local",
+    identity: str = "local",
+    allow_service_account_key: bool = False,
 ) -> str:
     """Ingest, train, sign, verify and register a model with an in-toto attestation at every step.
 
@@ -49,6 +51,10 @@ def zero_trust_training(
         estimator: The scikit-learn estimator.
         hyperparameters: Estimator parameters as a JSON object.
         builder_id: The SLSA builder id.
+        identity: Who every step runs as: local (the local user) or gcp (workload identity via
+            Application Default Credentials; service-account key files refused).
+        allow_service_account_key: Accept a service-account key file in every step (recorded in each
+            link; chainproof verify reports it unless the layout allows it).
 
     Returns:
         The registered model reference.
@@ -60,6 +66,8 @@ def zero_trust_training(
         layout_sha256=layout_sha256,
         signer=ingest_signer,
         owner_public_key=owner_public_key,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     train = train_model(
         dataset=ingest.outputs["dataset"],
@@ -69,6 +77,8 @@ def zero_trust_training(
         target_column=target_column,
         estimator=estimator,
         hyperparameters=hyperparameters,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     attest = sign_and_attest(
         model=train.outputs["model"],
@@ -76,12 +86,16 @@ def zero_trust_training(
         layout_sha256=layout_sha256,
         signer=attest_signer,
         builder_id=builder_id,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     gate = verify_chain(
         model=train.outputs["model"],
         chain=attest.outputs["chain_out"],
         layout_sha256=layout_sha256,
         signer=gate_signer,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     register = register_model(
         model=train.outputs["model"],
@@ -90,5 +104,7 @@ def zero_trust_training(
         signer=register_signer,
         model_name=model_name,
         registry_uri=registry_uri,
+        identity=identity,
+        allow_service_account_key=allow_service_account_key,
     )
     return register.output

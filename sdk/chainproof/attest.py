@@ -253,38 +253,106 @@ def load_statement(data: bytes, *, key: SSlibKey, what: str) -> dict[str, Any]:
     return statement
 
 
+def _model_signing_signer(signer: StepSigner) -> Any:
+    """Adapt a securesystemslib ECDSA signer (key file or KMS) to OpenSSF Model Signing.
+
+    model-signing's own EC-key signer wants a private key file. This one builds the
+    same Sigstore bundle (a DSSE envelope over the in-toto statement, verification
+    material = the sha256 hint of the public key PEM) but gets the raw signature from
+    the step's signer, so the private key may stay in KMS. securesystemslib's ECDSA
+    signatures are DER, which is what model-signing's verifier expects.
+    """
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from google.protobuf import json_format
+    from model_signing._signing import sign_ec_key, sign_sigstore_pb, signing
+    from sigstore_models import intoto as intoto_pb
+    from sigstore_models.bundle import v1 as bundle_pb
+    from sigstore_models.common import v1 as common_pb
+
+    public = signer.public_key._crypto_key()
+    sign_ec_key._check_supported_ec_key(public)
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    class _DelegatingSigner(sign_ec_key.Signer):  # type: ignore[misc]
+        def __init__(self) -> None:  # no private key file: the step's signer holds the key
+            pass
+
+        def sign(self, payload: signing.Payload) -> sign_sigstore_pb.Signature:
+            raw_payload = json_format.MessageToJson(payload.statement.pb).encode("utf-8")
+            der = bytes.fromhex(signer.signer.sign(sign_sigstore_pb.pae(raw_payload)).signature)
+            envelope = intoto_pb.Envelope(
+                payload=base64.b64encode(raw_payload),
+                payload_type=signing._IN_TOTO_JSON_PAYLOAD_TYPE,
+                signatures=[intoto_pb.Signature(sig=base64.b64encode(der), keyid="")],
+            )
+            return sign_sigstore_pb.Signature(
+                bundle_pb.Bundle(
+                    media_type=sign_sigstore_pb._BUNDLE_MEDIA_TYPE,
+                    verification_material=bundle_pb.VerificationMaterial(
+                        public_key=common_pb.PublicKeyIdentifier(hint=hashlib.sha256(pem).hexdigest()),
+                        tlog_entries=[],
+                    ),
+                    dsse_envelope=envelope,
+                )
+            )
+
+    return _DelegatingSigner()
+
+
 def sign_model(model_dir: Path, signature_path: Path, signer: StepSigner) -> None:
     """Sign a model folder with OpenSSF Model Signing (``model_signing``) into ``model.sig``.
+
+    Works with every backend: an ECDSA key file or KMS key signs through
+    :func:`_model_signing_signer` (the result verifies with
+    ``model_signing verify key --public_key PUB``); a Sigstore signer signs keyless.
 
     Args:
         model_dir: the model folder (every file in it is signed).
         signature_path: where the signature (a Sigstore bundle) goes.
-        signer: a file-backed EC signer (model-signing accepts EC keys only).
+        signer: the step's signer (an ECDSA P-256 key: model-signing accepts EC keys only).
 
     Raises:
-        InputError: the signer has no private key file model-signing can use.
-    """
-    from model_signing import signing as oms_signing
+        InputError: the signer's key is not an EC key model-signing accepts.
 
-    if signer.private_key_path is None:
-        raise InputError(f"signer {signer.reference}: model signing needs a local EC key file")
+    Side effects:
+        A KMS signer calls ``AsymmetricSign``; a Sigstore signer contacts Fulcio and Rekor.
+    """
+    from model_signing import hashing
+    from model_signing._signing import signing as oms_internal
+
+    if signer.backend == "sigstore":
+        from chainproof.sigstore_backend import sign_model_keyless
+
+        oms_signer = sign_model_keyless(signer)
+    else:
+        try:
+            oms_signer = _model_signing_signer(signer)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise InputError(
+                f"signer {signer.reference}: model signing needs an EC key (P-256/384/521): {exc}"
+            ) from exc
     tmp = signature_path.with_name(f".{signature_path.name}.part")
     try:
-        oms_signing.Config().use_elliptic_key_signer(private_key=signer.private_key_path).sign(
-            model_dir, tmp
-        )
+        # What model_signing.signing.Config().sign() does, with the signer above.
+        manifest = hashing.Config().hash(model_dir)
+        oms_signer.sign(oms_internal.Payload(manifest)).write(tmp)
         os.replace(tmp, signature_path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def verify_model_signature(model_dir: Path, signature_path: Path, key: SSlibKey) -> None:
+def verify_model_signature(model_dir: Path, signature_path: Path, key: Any) -> None:
     """Verify an OpenSSF Model Signing signature of a model folder.
 
     Args:
         model_dir: the model folder as delivered.
         signature_path: the ``model.sig`` file.
-        key: the public key that must have signed it.
+        key: the public key that must have signed it, or a Sigstore identity
+            (``sigstore-oidc`` key: identity and issuer, verified with the trust root
+            shipped in sigstore-python, offline).
 
     Raises:
         SignatureError: the signature or any file does not verify.
@@ -292,12 +360,22 @@ def verify_model_signature(model_dir: Path, signature_path: Path, key: SSlibKey)
     from model_signing import verifying as oms_verifying
 
     with tempfile.TemporaryDirectory() as tmp:
-        pub = Path(tmp, "key.pub")
-        pub.write_text(public_key_pem(key))
-        try:
-            oms_verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(
-                model_dir, signature_path
+        config = oms_verifying.Config()
+        if key.keytype == "sigstore-oidc":
+            from sigstore.models import ClientTrustConfig
+
+            trust = Path(tmp, "trust_config.json")
+            # The trust root shipped with sigstore-python, without a TUF refresh (offline).
+            trust.write_text(ClientTrustConfig.production(offline=True)._inner.to_json())
+            config.use_sigstore_verifier(
+                identity=key.keyval["identity"], oidc_issuer=key.keyval["issuer"], trust_config=trust
             )
+        else:
+            pub = Path(tmp, "key.pub")
+            pub.write_text(public_key_pem(key))
+            config.use_elliptic_key_verifier(public_key=pub)
+        try:
+            config.verify(model_dir, signature_path)
         except Exception as exc:  # model_signing raises ValueError and library errors
             detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise SignatureError(f"attestations/model.sig: model signature does not verify: {detail}") from exc

@@ -76,7 +76,7 @@ class ExpectedPrincipals:
             expected = self.principals.get(step.name, self.principals.get("*"))
             if expected is not None and step.principal != expected:
                 raise PolicyViolation(f"step {step.name}: ran as {step.principal}, expected {expected}")
-        return f"(13) principals as expected for {', '.join(sorted(self.principals))}"
+        return f"(14) principals as expected for {', '.join(sorted(self.principals))}"
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class AllowedSignerKeys:
                     f"step {step.name}: signed by key {step.keyid[:16]}, which the auditor policy does not allow "
                     f"(allowed: {', '.join(k[:16] for k in allowed)})"
                 )
-        return f"(13) signer keys allowed for {', '.join(sorted(self.keys))}"
+        return f"(14) signer keys allowed for {', '.join(sorted(self.keys))}"
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class NoDevelopmentKeys:
             signer = step.environment.get("signer") or {}
             if isinstance(signer, dict) and signer.get("development"):
                 raise PolicyViolation(f"step {step.name}: signed with a development key ({str(signer.get('keyid', ''))[:16]})")
-        return "(13) no development keys"
+        return "(14) no development keys"
 
 
 def _recorded_images(result: VerificationResult, bundle: Path) -> dict[str, str]:
@@ -146,7 +146,7 @@ class AllowedImages:
             digest = "sha256:" + image.rsplit("@sha256:", 1)[1] if "@sha256:" in image else ""
             if digest not in allowed:
                 raise PolicyViolation(f"{where}: image {image} is not an allowed digest ({', '.join(sorted(allowed))})")
-        return f"(13) {len(images)} recorded component images are allowed digests"
+        return f"(14) {len(images)} recorded component images are allowed digests"
 
 
 _DURATION = re.compile(r"(\d+)\s*([smhd])")
@@ -187,7 +187,7 @@ class MaxAge:
             raise PolicyViolation(
                 f"step {first.name}: recorded {recorded}, older than the maximum age {self.age} allowed by the auditor policy"
             )
-        return f"(13) evidence recorded {recorded}, within {self.age}"
+        return f"(14) evidence recorded {recorded}, within {self.age}"
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class RequiredScanVerdicts:
             verdict = json.loads(path.read_text()).get("verdict")
             if verdict != expected:
                 raise PolicyViolation(f"{name}: scan verdict {verdict!r}, the auditor policy requires {expected!r}")
-        return f"(13) scan verdicts as required: {', '.join(f'{k}={v}' for k, v in sorted(self.verdicts.items()))}"
+        return f"(14) scan verdicts as required: {', '.join(f'{k}={v}' for k, v in sorted(self.verdicts.items()))}"
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ class RequiredAttestations:
         missing = [k for k in self.kinds if k not in result.attestations]
         if missing:
             raise PolicyViolation(f"required attestation(s) {', '.join(missing)} missing from the chain")
-        return f"(13) required attestations present and verified: {', '.join(self.kinds)}"
+        return f"(14) required attestations present and verified: {', '.join(self.kinds)}"
 
 
 _KNOWN = {

@@ -30,6 +30,9 @@ logger = logging.getLogger("chainproof")
 #: Environment variable naming the trust store of owner keys.
 TRUST_DIR_ENV = "CHAINPROOF_TRUST_DIR"
 
+#: google-auth's variable naming an Application Default Credentials file.
+ADC_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
+
 
 def default_trust_dir() -> Path:
     """Return the trust store folder: ``$CHAINPROOF_TRUST_DIR`` or the user's config folder."""
@@ -79,6 +82,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             mark = "[green]✓[/]" if state == "success" else "[red]✗[/]"
             console.print(f"{mark} {name} {state} ({took:.1f} s)")
 
+    layout_ext: dict[str, Any] = {}
+    if args.layout_allow_service_account_key:
+        allowed = list(dict.fromkeys(args.layout_allow_service_account_key))
+        layout_ext["allow_service_account_keys"] = True if "all" in allowed else allowed
     result = run_reference_pipeline(
         workdir=Path(args.workdir),
         trust_dir=default_trust_dir(),
@@ -89,6 +96,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         estimator=args.estimator,
         hyperparameters=args.hyperparameters,
         progress=progress,
+        identity=args.identity,
+        allow_service_account_key=args.allow_service_account_key,
+        # google-auth reads this variable itself; chainproof passes it down so the
+        # run refuses a key file before any step runs.
+        adc_credentials_file=os.environ.get(ADC_ENV) or None,
+        signers=_pairs(args.signer, "--signer"),
+        owner_signer=args.owner_signer,
+        expected_principals=_pairs(args.expect_principal, "--expect-principal"),
+        layout_extensions=layout_ext,
     )
     if args.format == "json":
         _print_json(result.to_dict())
@@ -100,6 +116,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"  owner key    {result.owner_key}")
     print(f"verify it:     chainproof verify {result.bundle} --owner-key {result.owner_key}")
     return 0
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for value in values or []:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise InputError(f"{flag} {value!r}: expected STEP=VALUE")
+        if name in found:
+            raise InputError(f"{flag}: step {name} given twice")
+        found[name] = rest
+    return found
 
 
 def _trusted_keys(owner_keys: list[str] | None) -> dict[str, Any]:
@@ -187,6 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-name", default="chainproof-model")
     run.add_argument("--estimator", default="random_forest")
     run.add_argument("--hyperparameters", default="{}", help="estimator parameters as a JSON object")
+    run.add_argument("--identity", choices=["local", "gcp"], default="local",
+                     help="who the steps run as: local (the local user; no metadata server) or gcp "
+                          "(Application Default Credentials: workload identity; key files refused)")
+    run.add_argument("--allow-service-account-key", action="store_true",
+                     help="accept a service-account key file (recorded in every link; verify reports it "
+                          "unless the layout allows it)")
+    run.add_argument("--signer", action="append", metavar="STEP=REF",
+                     help="signer of one step: file:PATH, gcpkms://projects/.../cryptoKeyVersions/N, "
+                          "sigstore:?identity=EMAIL (repeatable; default: development keys)")
+    run.add_argument("--owner-signer", metavar="REF", help="the layout owner's signer (same references)")
+    run.add_argument("--expect-principal", action="append", metavar="STEP=PRINCIPAL",
+                     help="pin the principal a step must run as, in the layout (repeatable)")
+    run.add_argument("--layout-allow-service-account-key", action="append", metavar="STEP|all",
+                     help="the layout allows this step (or all) to use a service-account key file")
     run.add_argument("--format", choices=["text", "json"], default="text")
     run.set_defaults(func=_cmd_run)
 

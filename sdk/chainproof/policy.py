@@ -38,9 +38,13 @@ from chainproof.signing import StepSigner
 
 __all__ = [
     "DEFAULT_EXPIRY",
+    "EXT_ALLOW_SERVICE_ACCOUNT_KEYS",
+    "EXT_EXPECTED_PRINCIPALS",
     "REFERENCE_STEPS",
     "RUN_ID",
     "StepSpec",
+    "allows_service_account_key",
+    "expected_principal",
     "generate_layout",
     "layout_extensions",
     "sign_layout",
@@ -55,6 +59,14 @@ RUN_ID = "run/id"
 DEFAULT_EXPIRY = timedelta(days=365)
 
 Rule = list[str]
+
+#: Layout extension: ``{step: principal}``, the principal (service-account email or
+#: federated subject) each pinned step must run as.
+EXT_EXPECTED_PRINCIPALS = "expected_principals"
+
+#: Layout extension: ``true`` (every step), a list of step names, or ``{step: bool}``:
+#: the steps the owner allows to run with a service-account key file.
+EXT_ALLOW_SERVICE_ACCOUNT_KEYS = "allow_service_account_keys"
 
 
 def _match(pattern: str, step: str) -> Rule:
@@ -242,3 +254,38 @@ def sign_layout(layout: Layout, owner: StepSigner) -> bytes:
     envelope = Envelope.from_signable(layout)
     envelope.create_signature(owner.signer)
     return json.dumps(envelope.to_dict(), sort_keys=True).encode("utf-8")
+
+
+def expected_principal(layout: Layout, step: str) -> str | None:
+    """Return the principal the layout pins for a step, if any.
+
+    Args:
+        layout: the trusted layout.
+        step: the step name.
+
+    Returns:
+        The expected principal name, or ``None`` when the step is not pinned.
+    """
+    pins = layout_extensions(layout).get(EXT_EXPECTED_PRINCIPALS) or {}
+    value = pins.get(step) if isinstance(pins, dict) else None
+    return str(value) if value else None
+
+
+def allows_service_account_key(layout: Layout, step: str) -> bool:
+    """Tell whether the layout's owner allows a step to run with a service-account key file.
+
+    Args:
+        layout: the trusted layout.
+        step: the step name.
+
+    Returns:
+        True only if the ``allow_service_account_keys`` extension says so for this step.
+    """
+    value = layout_extensions(layout).get(EXT_ALLOW_SERVICE_ACCOUNT_KEYS, False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list):
+        return step in value
+    if isinstance(value, dict):
+        return value.get(step) is True
+    return False

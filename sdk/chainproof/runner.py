@@ -19,7 +19,7 @@ import hashlib
 import io
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -28,8 +28,9 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from chainproof.digests import check_sha256_hex
-from chainproof.errors import ChainproofError, InputError
-from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
+from chainproof.errors import ChainproofError, InputError, PolicyViolation
+from chainproof.identity import IDENTITY_MODES, check_adc_file
+from chainproof.policy import EXT_EXPECTED_PRINCIPALS, REFERENCE_STEPS, generate_layout, sign_layout
 from chainproof.registry import LocalModelRegistry
 from chainproof.signing import KeyRing, TrustStore, init_keys, load_public_key, load_signer, public_key_pem
 from chainproof.steps import FAILURE_MARKER
@@ -178,8 +179,7 @@ def _file_uri(path: Path) -> str:
     return "file://" + _kfp_safe(quote(str(path.absolute())))
 
 
-def _ensure_keys(keys_dir: Path) -> KeyRing:
-    roles = ["owner", *(s.name for s in REFERENCE_STEPS)]
+def _ensure_keys(keys_dir: Path, roles: list[str]) -> KeyRing:
     if not (keys_dir / "keyring.json").exists():
         return init_keys(keys_dir, roles=roles, development=True)
     ring = KeyRing.load(keys_dir)
@@ -210,6 +210,13 @@ def run_reference_pipeline(
     estimator: str = "random_forest",
     hyperparameters: str = "{}",
     progress: Callable[[str, str], None] | None = None,
+    identity: str = "local",
+    allow_service_account_key: bool = False,
+    adc_credentials_file: str | None = None,
+    signers: Mapping[str, str] | None = None,
+    owner_signer: str | None = None,
+    expected_principals: Mapping[str, str] | None = None,
+    layout_extensions: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run the reference pipeline locally and verify what it registered.
 
@@ -224,12 +231,26 @@ def run_reference_pipeline(
         estimator: the scikit-learn estimator name.
         hyperparameters: estimator parameters as a JSON object.
         progress: called with (step, state) as steps start and finish.
+        identity: ``local`` (every step records the local user) or ``gcp`` (every step
+            resolves Application Default Credentials; key files refused).
+        allow_service_account_key: accept a service-account key file (recorded in every
+            link; the final verification reports it unless the layout allows it).
+        adc_credentials_file: the file ``GOOGLE_APPLICATION_CREDENTIALS`` names (the CLI
+            reads the variable); a service-account key there is refused before any step runs.
+        signers: step name to signer reference (``file:``, ``gcpkms://``, ``sigstore:``);
+            steps not named use the development key ring under ``workdir/keys``.
+        owner_signer: the layout owner's signer reference (default: the key ring's owner key).
+        expected_principals: step name to the principal it must run as (a layout extension).
+        layout_extensions: further chainproof layout extensions (``allow_service_account_keys``).
 
     Returns:
         The verified run.
 
     Raises:
-        StepFailed: a step refused its input (the message is the step's).
+        StepFailed: a step refused its input or its credentials (the message is the step's).
+        CredentialRefused: ``adc_credentials_file`` is a service-account key (no step ran).
+        PolicyViolation: the run registered a model whose chain breaks the layout's identity
+            policy (for example a recorded key-file override); the message names the bundle.
         VerificationError: the registered bundle does not verify.
         InputError: bad arguments.
 
@@ -259,21 +280,52 @@ def run_reference_pipeline(
                 raise InputError(f"{text}: no such file")
             source_uri = _file_uri(local)
 
+    if identity not in IDENTITY_MODES:
+        raise InputError(f"--identity {identity!r}: expected one of {', '.join(IDENTITY_MODES)}")
+    step_names = [s.name for s in REFERENCE_STEPS]
+    chosen = dict(signers or {})
+    unknown = sorted(set(chosen) - set(step_names))
+    if unknown:
+        raise InputError(f"--signer: unknown step(s) {', '.join(unknown)} (steps: {', '.join(step_names)})")
+    unknown = sorted(set(expected_principals or {}) - set(step_names))
+    if unknown:
+        raise InputError(f"--expect-principal: unknown step(s) {', '.join(unknown)}")
+    # Before any step runs: ADC pointing at a service-account key file is refused here too.
+    if adc_credentials_file:
+        check_adc_file(adc_credentials_file, allow_service_account_key=allow_service_account_key)
+
     workdir = workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    ring = _ensure_keys(workdir / "keys")
-    owner = load_signer(ring.signer_reference("owner"))
-    functionaries = {s.name: load_public_key(ring.public_key_path(s.name)) for s in REFERENCE_STEPS}
+    ring_roles = [r for r in ["owner", *step_names] if r not in chosen and not (r == "owner" and owner_signer)]
+    ring = _ensure_keys(workdir / "keys", ring_roles) if ring_roles else None
+    references = {
+        step: chosen.get(step) or ring.signer_reference(step)  # type: ignore[union-attr]
+        for step in step_names
+    }
+    owner = load_signer(owner_signer or ring.signer_reference("owner"))  # type: ignore[union-attr]
+    # Each functionary's public key is fetched once, here, and pinned in the layout.
+    functionaries = {
+        step: load_public_key(ring.public_key_path(step)) if step not in chosen else load_signer(ref).public_key  # type: ignore[union-attr]
+        for step, ref in references.items()
+    }
+    extensions: dict[str, Any] = dict(layout_extensions or {})
+    if expected_principals:
+        extensions[EXT_EXPECTED_PRINCIPALS] = dict(expected_principals)
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = workdir / "runs" / f"{stamp}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     # The owner signs the layout here, outside the pipeline; steps only see its digest.
-    layout_bytes = sign_layout(generate_layout(REFERENCE_STEPS, functionaries), owner)
+    layout_bytes = sign_layout(generate_layout(REFERENCE_STEPS, functionaries, extensions=extensions), owner)
     layout_path = run_dir / LAYOUT_FILE
     layout_path.write_bytes(layout_bytes)
     layout_sha256 = hashlib.sha256(layout_bytes).hexdigest()
     TrustStore(trust_dir).add(owner.public_key)
+    if owner_signer:
+        owner_key_path = run_dir / "owner.pub"
+        owner_key_path.write_text(public_key_pem(owner.public_key))
+    else:
+        owner_key_path = ring.public_key_path("owner")  # type: ignore[union-attr]
 
     params = {
         "source_uri": _kfp_safe(source_uri),
@@ -286,7 +338,9 @@ def run_reference_pipeline(
         "model_name": model_name,
         "estimator": estimator,
         "hyperparameters": hyperparameters,
-        **{param: _kfp_safe(ring.signer_reference(step)) for step, param in _SIGNER_PARAM.items()},
+        "identity": identity,
+        "allow_service_account_key": allow_service_account_key,
+        **{param: _kfp_safe(references[step]) for step, param in _SIGNER_PARAM.items()},
     }
     log_path = run_dir / "pipeline.log"
     with open(log_path, "w", encoding="utf-8") as log:
@@ -303,14 +357,20 @@ def run_reference_pipeline(
                 raise _failure(tap, exc, log_path) from None
     reference = str(task.output)
     registered = LocalModelRegistry(workdir / "registry").resolve(reference)
-    verification = verify_bundle(registered.bundle_location, trusted_owner_keys={owner.keyid: owner.public_key})
+    try:
+        verification = verify_bundle(registered.bundle_location, trusted_owner_keys={owner.keyid: owner.public_key})
+    except PolicyViolation as exc:
+        raise PolicyViolation(
+            f"{registered.bundle_location}: registered {reference}, but its chain breaks the layout's "
+            f"identity policy: {exc}"
+        ) from exc
     return RunResult(
         run_dir=run_dir,
         bundle=Path(registered.bundle_location),
         model=Path(registered.model_location),
         model_sha256=registered.model_sha256,
         registered=reference,
-        owner_key=ring.public_key_path("owner"),
+        owner_key=owner_key_path,
         verification=verification,
         log=log_path,
     )

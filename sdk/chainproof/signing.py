@@ -9,34 +9,49 @@ Example:
     ('file', True, 64)
 
 The seam is :class:`StepSigner`: a securesystemslib ``Signer`` plus what an auditor
-needs to know about it (backend, key id, whether it is a development key). The
-first backend is a local PEM key file (``file:PATH``). The default key type is
-ECDSA P-256, the one type that both in-toto and OpenSSF Model Signing accept.
+needs to know about it (backend, key id, whether it is a development key). Backends,
+chosen by the reference:
+
+- ``file:PATH`` (or a plain path): a local PEM key file;
+- ``gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K/cryptoKeyVersions/N``: a
+  Cloud KMS asymmetric signing key (EC P-256 / SHA-256); the private key never leaves
+  KMS. An ``?endpoint=HOST:PORT`` query points the client elsewhere (tests);
+- ``sigstore:?identity=EMAIL[&issuer=URL]``: Sigstore keyless signing with the step's
+  own identity token (see :mod:`chainproof.sigstore_backend`).
+
+The key type is ECDSA P-256, the one type that both in-toto and OpenSSF Model
+Signing accept.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
+from securesystemslib.signer import CryptoSigner, Key, Signature, Signer, SSlibKey
 
-from chainproof.errors import InputError, KeyExists
+from chainproof.errors import InputError, KeyExists, SignatureError
 
 __all__ = [
     "KEYRING_FILE",
+    "KMS_SCHEME",
     "KeyRing",
+    "KmsSigner",
     "StepSigner",
     "TrustStore",
     "init_keys",
+    "kms_client",
+    "kms_public_key",
     "load_public_key",
     "load_signer",
     "public_key_pem",
@@ -53,7 +68,7 @@ class StepSigner:
     Attributes:
         signer: the securesystemslib signer that makes signatures.
         reference: the non-secret reference it was loaded from (``file:keys/train.pem``).
-        backend: ``file`` (more backends plug in here).
+        backend: ``file``, ``gcpkms`` or ``sigstore``.
         development: true for keys ``chainproof run`` made for a local trial.
         private_key_path: the PEM file for file-backed signers (model-signing needs a path).
     """
@@ -65,11 +80,9 @@ class StepSigner:
     private_key_path: Path | None = None
 
     @property
-    def public_key(self) -> SSlibKey:
-        """The public half as an in-toto/securesystemslib key."""
-        key = self.signer.public_key
-        assert isinstance(key, SSlibKey)
-        return key
+    def public_key(self) -> Any:
+        """The public half as an in-toto/securesystemslib key (``SSlibKey``, or ``SigstoreKey``)."""
+        return self.signer.public_key
 
     @property
     def keyid(self) -> str:
@@ -141,7 +154,20 @@ def public_key_from_pem(data: bytes | str, *, what: str) -> SSlibKey:
         raise InputError(f"{what}: not a supported PEM public key ({exc})") from exc
 
 
+#: The reference scheme of Cloud KMS signers.
+KMS_SCHEME = "gcpkms"
+
+_KMS_NAME = re.compile(
+    r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/keyRings/[A-Za-z0-9_-]{1,63}"
+    r"/cryptoKeys/[A-Za-z0-9_-]{1,63}/cryptoKeyVersions/[0-9]+"
+)
+
+
 def _parse_reference(reference: str) -> tuple[str, str]:
+    if reference.startswith(f"{KMS_SCHEME}:"):
+        return KMS_SCHEME, reference[len(KMS_SCHEME) + 1 :].lstrip("/")
+    if reference.startswith("sigstore:"):
+        return "sigstore", reference[len("sigstore:") :]
     if reference.startswith("file://"):
         parsed = urlparse(reference)
         if parsed.netloc not in ("", "localhost"):
@@ -153,17 +179,24 @@ def _parse_reference(reference: str) -> tuple[str, str]:
     scheme = reference.split(":", 1)[0] if ":" in reference else ""
     if scheme and len(scheme) > 1:
         raise InputError(
-            f"signer reference {reference!r}: unknown backend {scheme!r} (supported: file:PATH)"
+            f"signer reference {reference!r}: unknown backend {scheme!r} "
+            "(supported: file:PATH, gcpkms://projects/.../cryptoKeyVersions/N, sigstore:?identity=EMAIL)"
         )
     return "file", reference
 
 
-def load_signer(reference: str) -> StepSigner:
+def load_signer(reference: str, *, public_key: Key | None = None, kms_client: Any = None) -> StepSigner:
     """Load the signer a reference names.
 
     Args:
         reference: ``file:PATH`` (percent-escapes decoded), ``file:///PATH``, or a plain
-            path, naming an unencrypted PKCS#8 PEM key.
+            path, naming an unencrypted PKCS#8 PEM key; ``gcpkms://KEY_VERSION_NAME[?endpoint=HOST:PORT]``;
+            or ``sigstore:?identity=EMAIL[&issuer=URL]``.
+        public_key: the public key pinned for this signer (the layout's), when known:
+            a KMS signer then makes no ``GetPublicKey`` call and checks each signature
+            against it; a Sigstore signer needs it to know the expected identity.
+        kms_client: a ``KeyManagementServiceClient`` to use (default: one built from the
+            reference, with Application Default Credentials).
 
     Returns:
         The signer. ``development`` is read from the ``keyring.json`` that
@@ -171,8 +204,18 @@ def load_signer(reference: str) -> StepSigner:
 
     Raises:
         InputError: the reference is malformed, or the key cannot be read or used.
+        SignatureError: KMS refused to give the public key.
+
+    Side effects:
+        A KMS reference without ``public_key`` calls ``GetPublicKey`` once.
     """
     backend, location = _parse_reference(reference)
+    if backend == KMS_SCHEME:
+        return _load_kms_signer(reference, location, public_key=public_key, client=kms_client)
+    if backend == "sigstore":
+        from chainproof.sigstore_backend import load_sigstore_signer
+
+        return load_sigstore_signer(reference, location, public_key=public_key)
     path = Path(location)
     try:
         pem = path.read_bytes()
@@ -200,6 +243,165 @@ def load_signer(reference: str) -> StepSigner:
         development=development,
         private_key_path=path,
     )
+
+
+def _crc32c(data: bytes) -> int:
+    import google_crc32c
+
+    return int(google_crc32c.value(data))
+
+
+class KmsSigner(Signer):
+    """A securesystemslib signer whose private key stays in Cloud KMS.
+
+    The payload is hashed here (SHA-256) and KMS signs the digest
+    (``AsymmetricSign``); the CRC32C integrity fields of the request and response
+    are checked, and every signature is verified against the pinned public key
+    before it is used, so a wrong key version fails here, not at the next step.
+    """
+
+    def __init__(self, key_name: str, public_key: SSlibKey, *, client: Any) -> None:
+        """Wrap a KMS key version.
+
+        Args:
+            key_name: ``projects/.../cryptoKeyVersions/N``.
+            public_key: its pinned public key (ECDSA P-256).
+            client: a ``google.cloud.kms.KeyManagementServiceClient``.
+        """
+        self.key_name = key_name
+        self._public_key = public_key
+        self._client = client
+
+    @property
+    def public_key(self) -> SSlibKey:
+        """The pinned public key."""
+        return self._public_key
+
+    @classmethod
+    def from_priv_key_uri(cls, priv_key_uri: str, public_key: Key, secrets_handler: Any = None) -> KmsSigner:
+        """Not used: chainproof loads KMS signers with :func:`load_signer`."""
+        raise NotImplementedError("use chainproof.signing.load_signer")
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """Have KMS sign a SHA-256 digest; return the DER-encoded ECDSA signature.
+
+        Args:
+            digest: 32 bytes.
+
+        Returns:
+            The signature as KMS returned it (DER).
+
+        Raises:
+            SignatureError: KMS refused, or the response failed an integrity check.
+
+        Side effects:
+            One ``AsymmetricSign`` call.
+        """
+        from google.api_core import exceptions as api_exceptions
+        from google.cloud import kms
+
+        request = kms.AsymmetricSignRequest(
+            name=self.key_name, digest={"sha256": digest}, digest_crc32c=_crc32c(digest)
+        )
+        try:
+            response = self._client.asymmetric_sign(request=request)
+        except api_exceptions.GoogleAPICallError as exc:
+            # The status message names the key and the reason, never a credential.
+            raise SignatureError(f"{KMS_SCHEME}://{self.key_name}: AsymmetricSign failed: {exc.message}") from None
+        if not response.verified_digest_crc32c or response.name != self.key_name:
+            raise SignatureError(f"{KMS_SCHEME}://{self.key_name}: the request was corrupted in transit")
+        if response.signature_crc32c != _crc32c(response.signature):
+            raise SignatureError(f"{KMS_SCHEME}://{self.key_name}: the response was corrupted in transit")
+        return bytes(response.signature)
+
+    def sign(self, payload: bytes) -> Signature:
+        """Sign a payload (hash here, sign in KMS) and check the signature against the pinned key.
+
+        Raises:
+            SignatureError: KMS failed, or the key version is not the pinned key.
+        """
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+
+        der = self.sign_digest(hashlib.sha256(payload).digest())
+        try:
+            self._public_key._crypto_key().verify(der, payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise SignatureError(
+                f"{KMS_SCHEME}://{self.key_name}: signature does not verify with the pinned key "
+                f"{str(self._public_key.keyid)[:16]}: the key version is not the one the layout pins"
+            ) from None
+        return Signature(self._public_key.keyid, der.hex())
+
+
+def kms_client(endpoint: str | None = None, *, credentials: Any = None) -> Any:
+    """Build a Cloud KMS client.
+
+    Args:
+        endpoint: ``HOST:PORT`` of the KMS API (default: Google's).
+        credentials: google-auth credentials (default: Application Default Credentials).
+
+    Returns:
+        A ``google.cloud.kms.KeyManagementServiceClient`` (gRPC over TLS).
+    """
+    from google.cloud import kms
+
+    options = {"api_endpoint": endpoint} if endpoint else None
+    return kms.KeyManagementServiceClient(credentials=credentials, client_options=options)
+
+
+def kms_public_key(client: Any, key_name: str) -> SSlibKey:
+    """Fetch a KMS key version's public key (``GetPublicKey``) as a securesystemslib key.
+
+    Args:
+        client: a ``KeyManagementServiceClient``.
+        key_name: ``projects/.../cryptoKeyVersions/N``.
+
+    Returns:
+        The ECDSA P-256 public key.
+
+    Raises:
+        InputError: the key is not an EC P-256 / SHA-256 signing key.
+        SignatureError: KMS refused the call, or the response failed its integrity check.
+
+    Side effects:
+        One ``GetPublicKey`` call.
+    """
+    from google.api_core import exceptions as api_exceptions
+    from google.cloud import kms
+
+    try:
+        response = client.get_public_key(request=kms.GetPublicKeyRequest(name=key_name))
+    except api_exceptions.GoogleAPICallError as exc:
+        raise SignatureError(f"{KMS_SCHEME}://{key_name}: GetPublicKey failed: {exc.message}") from None
+    algorithm = kms.CryptoKeyVersion.CryptoKeyVersionAlgorithm.EC_SIGN_P256_SHA256
+    if response.algorithm != algorithm:
+        raise InputError(
+            f"{KMS_SCHEME}://{key_name}: algorithm {response.algorithm.name}; chainproof needs "
+            "EC_SIGN_P256_SHA256 (the one type in-toto and OpenSSF Model Signing both accept)"
+        )
+    if response.pem_crc32c != _crc32c(response.pem.encode()):
+        raise SignatureError(f"{KMS_SCHEME}://{key_name}: public key corrupted in transit")
+    return public_key_from_pem(response.pem, what=f"{KMS_SCHEME}://{key_name}")
+
+
+def _load_kms_signer(reference: str, location: str, *, public_key: Key | None, client: Any) -> StepSigner:
+    path, _, query = location.partition("?")
+    params = parse_qs(query, keep_blank_values=True) if query else {}
+    unknown = sorted(set(params) - {"endpoint"})
+    if not _KMS_NAME.fullmatch(path) or unknown:
+        raise InputError(
+            f"signer reference {reference!r}: expected gcpkms://projects/P/locations/L/keyRings/R/"
+            "cryptoKeys/K/cryptoKeyVersions/N[?endpoint=HOST:PORT]"
+        )
+    endpoint = params.get("endpoint", [""])[-1] or None
+    if client is None:
+        client = kms_client(endpoint)
+    if public_key is None:
+        public_key = kms_public_key(client, path)
+    if not isinstance(public_key, SSlibKey) or public_key.scheme != "ecdsa-sha2-nistp256":
+        raise InputError(f"signer {reference}: the pinned key is not an ECDSA P-256 key")
+    return StepSigner(signer=KmsSigner(path, public_key, client=client), reference=reference, backend=KMS_SCHEME)
 
 
 @dataclass(frozen=True)

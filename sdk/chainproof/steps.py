@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from in_toto.models.layout import Layout
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import Key, SSlibKey
 
 from chainproof._version import __version__
 from chainproof.attest import record_link, sign_model, sign_statement, utc_now, write_atomic, write_link
 from chainproof.digests import check_sha256_hex, digest_tree, manifest_digest, sha256_file
-from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, InputError
-from chainproof.identity import Principal, local_principal
-from chainproof.policy import RUN_ID
+from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, InputError, PolicyViolation
+from chainproof.identity import Principal, resolve_principal
+from chainproof.policy import RUN_ID, expected_principal
 from chainproof.registry import LocalModelRegistry, ModelRegistry
 from chainproof.scan import scan_csv
 from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
@@ -133,10 +133,13 @@ def _staged(final: Path) -> Iterator[Path]:
 
 
 def _signer_for(step: str, reference: str, layout: Layout) -> StepSigner:
-    signer = load_signer(reference)
     spec = next((s for s in layout.steps if s.name == step), None)
     if spec is None:
         raise ChainError(step, "the layout has no such step")
+    # Remote signers (KMS, Sigstore) take the key the layout pins for this step instead
+    # of fetching it again; a KMS signature is checked against it before it is used.
+    pinned = Key.from_dict(spec.pubkeys[0], dict(layout.keys[spec.pubkeys[0]])) if spec.pubkeys else None
+    signer = load_signer(reference, public_key=pinned)
     if signer.keyid not in spec.pubkeys:
         raise ChainError(
             step,
@@ -150,8 +153,19 @@ def _copy_chain(chain_in: Path, chain_out: Path) -> None:
     shutil.copytree(chain_in, chain_out, dirs_exist_ok=True)
 
 
-def _principal(principal: Principal | None) -> Principal:
-    return principal or local_principal()
+def _principal(principal: Principal | None, *, identity: str, allow_service_account_key: bool) -> Principal:
+    # Resolved first, before the step reads anything: refused credentials stop the step.
+    if principal is not None:
+        return principal
+    return resolve_principal(mode=identity, allow_service_account_key=allow_service_account_key)
+
+
+def _check_pinned_principal(step: str, principal: Principal, layout: Layout) -> None:
+    expected = expected_principal(layout, step)
+    if expected is not None and principal.name != expected:
+        raise PolicyViolation(
+            f"step {step}: running as {principal.name} ({principal.kind}), but the layout expects {expected}"
+        )
 
 
 def _check_received(records: Mapping[str, StepRecord], directory: Path, prefix: str, what: str) -> dict[str, str]:
@@ -192,6 +206,8 @@ def secure_ingest(
     output_prefix: str = "dataset",
     limits: FetchLimits = FetchLimits(),
     fetch_options: FetchOptions | None = None,
+    identity: str = "local",
+    allow_service_account_key: bool = False,
     principal: Principal | None = None,
 ) -> StepOutcome:
     """Fetch the pinned source into quarantine, verify and scan it, and start the chain.
@@ -218,7 +234,10 @@ def secure_ingest(
         output_prefix: the logical name prefix of the products (``dataset`` or ``model``).
         limits: bytes per object and objects per folder.
         fetch_options: retry policy and endpoints (overrides ``s3_endpoint``).
-        principal: the identity this step runs as (default: the local user).
+        identity: ``local`` (record the local user) or ``gcp`` (resolve Application
+            Default Credentials: workload identity; key files refused).
+        allow_service_account_key: accept a service-account key file (recorded in the link).
+        principal: the resolved identity, when the caller already has it (overrides ``identity``).
 
     Returns:
         The link written and the artifact metadata (uri with generation, sha256, size,
@@ -237,6 +256,7 @@ def secure_ingest(
 
     step = "secure_ingest"
     with _reporting(step):
+        who = _principal(principal, identity=identity, allow_service_account_key=allow_service_account_key)
         if output_prefix not in ("dataset", "model"):
             raise InputError(f"output_prefix {output_prefix!r}: expected 'dataset' or 'model'")
         expected = check_sha256_hex(expected_sha256, what=f"{step} expected_sha256") if expected_sha256.strip() else None
@@ -253,6 +273,7 @@ def secure_ingest(
                 verify_layout_signature(envelope, {str(owner.keyid): owner})
                 write_atomic(chain / KEYS_DIR / "owner.pub", public_key_pem(owner).encode())
             step_signer = _signer_for(step, signer, layout)
+            _check_pinned_principal(step, who, layout)
             for keyid, keydict in sorted(layout.keys.items()):
                 write_atomic(chain / KEYS_DIR / f"{keyid[:16]}.pub", public_key_pem(SSlibKey.from_dict(keyid, dict(keydict))).encode())
 
@@ -309,7 +330,7 @@ def secure_ingest(
                 materials={f"source/{f.name}": f.sha256 for f in files},
                 products=products,
                 signer=step_signer,
-                principal=_principal(principal),
+                principal=who,
                 parameters={
                     "source_uri": pinned_uri,
                     "source_objects": {f.name: f.pinned_uri for f in files} if len(files) > 1 or is_folder_uri(source_uri) else {},
@@ -350,6 +371,8 @@ def train_model(
     hyperparameters: str = "{}",
     test_size: float = 0.25,
     random_state: int = 0,
+    identity: str = "local",
+    allow_service_account_key: bool = False,
     principal: Principal | None = None,
 ) -> StepOutcome:
     """Verify the ingested dataset against the chain, then train and attest the model.
@@ -366,7 +389,10 @@ def train_model(
         hyperparameters: a JSON object for the estimator.
         test_size: held-out fraction for the metrics.
         random_state: split seed.
-        principal: the identity this step runs as (default: the local user).
+        identity: ``local`` (record the local user) or ``gcp`` (resolve Application
+            Default Credentials: workload identity; key files refused).
+        allow_service_account_key: accept a service-account key file (recorded in the link).
+        principal: the resolved identity, when the caller already has it (overrides ``identity``).
 
     Returns:
         The link written and the metrics.
@@ -379,9 +405,11 @@ def train_model(
 
     step = "train_model"
     with _reporting(step):
+        who = _principal(principal, identity=identity, allow_service_account_key=allow_service_account_key)
         pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
         layout, records, _ = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
         step_signer = _signer_for(step, signer, layout)
+        _check_pinned_principal(step, who, layout)
         dataset = _check_received(records, Path(dataset_dir), "dataset", "dataset")
         csv_files = [n for n in dataset if n.lower().endswith(".csv")]
         if len(csv_files) != 1:
@@ -406,7 +434,7 @@ def train_model(
                 materials={RUN_ID: records["secure_ingest"].products[RUN_ID], **dataset},
                 products=products,
                 signer=step_signer,
-                principal=_principal(principal),
+                principal=who,
                 parameters={
                     "target_column": target_column,
                     "estimator": estimator,
@@ -438,6 +466,8 @@ def sign_and_attest(
     builder_id: str = "https://chainproof.dev/builders/kfp-local",
     pipeline_template_sha256: str = "",
     component_image: str = "",
+    identity: str = "local",
+    allow_service_account_key: bool = False,
     principal: Principal | None = None,
 ) -> StepOutcome:
     """Sign the verified model (OpenSSF Model Signing) and write its SLSA provenance.
@@ -451,7 +481,10 @@ def sign_and_attest(
         builder_id: the SLSA builder id (local runner or Vertex AI Pipelines).
         pipeline_template_sha256: SHA-256 of the compiled pipeline, when known.
         component_image: the component image reference (with digest), when known.
-        principal: the identity this step runs as (default: the local user).
+        identity: ``local`` (record the local user) or ``gcp`` (resolve Application
+            Default Credentials: workload identity; key files refused).
+        allow_service_account_key: accept a service-account key file (recorded in the link).
+        principal: the resolved identity, when the caller already has it (overrides ``identity``).
 
     Returns:
         The link written.
@@ -461,9 +494,11 @@ def sign_and_attest(
     """
     step = "sign_and_attest"
     with _reporting(step):
+        who = _principal(principal, identity=identity, allow_service_account_key=allow_service_account_key)
         pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
         layout, records, _ = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
         step_signer = _signer_for(step, signer, layout)
+        _check_pinned_principal(step, who, layout)
         model = _check_received(records, Path(model_dir), "model", "model")
         ingest = records["secure_ingest"]
         with _staged(Path(chain_out)) as chain:
@@ -525,7 +560,7 @@ def sign_and_attest(
                     "attestations/provenance.json": sha256_file(chain / "attestations" / "provenance.json"),
                 },
                 signer=step_signer,
-                principal=_principal(principal),
+                principal=who,
                 parameters={"builder_id": builder_id, "component_image": component_image},
             )
             link_path = write_link(link, chain / LINKS_DIR)
@@ -539,6 +574,8 @@ def verify_chain(
     layout_sha256: str,
     signer: str,
     chain_out: str | Path,
+    identity: str = "local",
+    allow_service_account_key: bool = False,
     principal: Principal | None = None,
 ) -> StepOutcome:
     """The gate: verify the whole chain so far and the model, fail closed, write a VSA.
@@ -549,7 +586,10 @@ def verify_chain(
         layout_sha256: the pinned SHA-256 of the layout.
         signer: this step's signer reference.
         chain_out: output folder for the extended chain.
-        principal: the identity this step runs as (default: the local user).
+        identity: ``local`` (record the local user) or ``gcp`` (resolve Application
+            Default Credentials: workload identity; key files refused).
+        allow_service_account_key: accept a service-account key file (recorded in the link).
+        principal: the resolved identity, when the caller already has it (overrides ``identity``).
 
     Returns:
         The link written and the checks that passed.
@@ -559,9 +599,11 @@ def verify_chain(
     """
     step = "verify_chain"
     with _reporting(step):
+        who = _principal(principal, identity=identity, allow_service_account_key=allow_service_account_key)
         pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
         layout, records, checks = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
         step_signer = _signer_for(step, signer, layout)
+        _check_pinned_principal(step, who, layout)
         model, model_checks, _ = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
         checks += model_checks
         with _staged(Path(chain_out)) as chain:
@@ -595,7 +637,7 @@ def verify_chain(
                 materials=evidence,
                 products={"attestations/vsa.json": sha256_file(chain / "attestations" / "vsa.json")},
                 signer=step_signer,
-                principal=_principal(principal),
+                principal=who,
                 parameters={"checks": len(checks)},
             )
             link_path = write_link(link, chain / LINKS_DIR)
@@ -611,6 +653,8 @@ def register_model(
     model_name: str,
     registry: ModelRegistry | None = None,
     registry_uri: str = "",
+    identity: str = "local",
+    allow_service_account_key: bool = False,
     principal: Principal | None = None,
 ) -> StepOutcome:
     """Register the model only if its whole chain, including the gate's summary, verifies.
@@ -623,7 +667,10 @@ def register_model(
         model_name: the registry model name.
         registry: the registry backend (default: a local registry at ``registry_uri``).
         registry_uri: ``file://`` folder of the local registry.
-        principal: the identity this step runs as (default: the local user).
+        identity: ``local`` (record the local user) or ``gcp`` (resolve Application
+            Default Credentials: workload identity; key files refused).
+        allow_service_account_key: accept a service-account key file (recorded in the link).
+        principal: the resolved identity, when the caller already has it (overrides ``identity``).
 
     Returns:
         The link written; ``metadata["reference"]`` is the registered version.
@@ -636,9 +683,11 @@ def register_model(
     """
     step = "register_model"
     with _reporting(step):
+        who = _principal(principal, identity=identity, allow_service_account_key=allow_service_account_key)
         pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
         layout, records, checks = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
         step_signer = _signer_for(step, signer, layout)
+        _check_pinned_principal(step, who, layout)
         if not any("attestations/vsa.json" in r.products for r in records.values()):
             raise ArtifactRefused("attestations/vsa.json", "no verification summary: the gate did not pass")
         model, model_checks, _ = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
@@ -677,7 +726,7 @@ def register_model(
                 materials=materials,
                 products={"registry/entry.json": sha256_file(staging / "registry" / "entry.json")},
                 signer=step_signer,
-                principal=_principal(principal),
+                principal=who,
                 parameters={"model_name": model_name, "reference": pending.reference},
             )
             link_path = write_link(link, staging / LINKS_DIR)

@@ -33,8 +33,9 @@ from in_toto import verifylib
 from in_toto.models.layout import Layout
 from in_toto.models.link import Link
 from in_toto.models.metadata import Envelope, Metadata
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import Key, SSlibKey
 
+from chainproof import sigstore_backend  # noqa: F401 - registers the keyless (sigstore-oidc) key type
 from chainproof.digests import digest_tree, manifest_digest
 from chainproof.errors import (
     ArtifactRefused,
@@ -42,6 +43,7 @@ from chainproof.errors import (
     DigestMismatch,
     InputError,
     LayoutError,
+    PolicyViolation,
     SignatureError,
     UntrustedKey,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "VerificationResult",
     "VerifyOptions",
     "check_artifacts",
+    "check_identity_policy",
     "load_layout",
     "products_with_prefix",
     "verify_bundle",
@@ -429,6 +432,57 @@ def verify_chain_links(
     return records
 
 
+def check_identity_policy(
+    layout: Layout,
+    records: Mapping[str, StepRecord],
+    *,
+    key_files: bool = True,
+) -> list[str]:
+    """(13) Check who each step ran as against the layout's identity policy.
+
+    Args:
+        layout: the trusted layout (its ``expected_principals`` and
+            ``allow_service_account_keys`` extensions).
+        records: the verified steps.
+        key_files: also refuse steps that ran with a service-account key file the
+            layout does not allow (an operator's override is not the owner's consent).
+
+    Returns:
+        The checks that passed.
+
+    Raises:
+        PolicyViolation: a step ran as another principal than the layout pins, or with a
+            service-account key file the layout does not allow (names the step and principals).
+    """
+    from chainproof.identity import uses_service_account_key
+    from chainproof.policy import allows_service_account_key, expected_principal
+
+    checks: list[str] = []
+    pinned = 0
+    for name, record in records.items():
+        principal = record.environment.get("principal")
+        doc = principal if isinstance(principal, dict) else {}
+        actual = str(doc.get("name", "unknown"))
+        expected = expected_principal(layout, name)
+        if expected is not None:
+            if actual != expected:
+                raise PolicyViolation(
+                    f"step {name}: ran as {actual} ({doc.get('kind', 'unknown')}), "
+                    f"but the layout expects {expected}"
+                )
+            pinned += 1
+        if key_files and uses_service_account_key(doc) and not allows_service_account_key(layout, name):
+            raise PolicyViolation(
+                f"step {name}: ran as {actual} with a service-account key file "
+                f"(override {doc.get('details', {}).get('override', 'none')!s} recorded in its link), "
+                "and the layout does not allow service-account keys for this step"
+            )
+    checks.append(f"(13) {pinned} pinned step principals match the layout")
+    if key_files:
+        checks.append("(13) no step used a service-account key file the layout does not allow")
+    return checks
+
+
 def products_with_prefix(records: Mapping[str, StepRecord], prefix: str) -> tuple[str, dict[str, str]]:
     """Return the last step that produced artifacts under ``prefix`` and those products.
 
@@ -551,8 +605,8 @@ def read_bundle_index(bundle_dir: Path) -> dict[str, Any]:
     return doc
 
 
-def _layout_key(layout: Layout, keyid: str) -> SSlibKey:
-    return SSlibKey.from_dict(keyid, dict(layout.keys[keyid]))
+def _layout_key(layout: Layout, keyid: str) -> Key:
+    return Key.from_dict(keyid, dict(layout.keys[keyid]))
 
 
 def _statement_subjects(statement: Mapping[str, Any], what: str) -> dict[str, str]:
@@ -666,6 +720,9 @@ def verify_pinned_chain(
     checks = [f"(1)-(2) {LAYOUT_FILE} matches the pinned sha256:{layout_sha256[:16]}"]
     records = verify_chain_links(layout, chain / LINKS_DIR, upto=upto, options=options)
     checks.append(f"(3)-(7) {len(records)} earlier links verified against the layout")
+    # Inside the pipeline only the principal pins are enforced: a key-file override is
+    # the operator's explicit choice, recorded in the link and judged by the auditor.
+    checks += check_identity_policy(layout, records, key_files=False)
     evidence = verify_bundled_evidence(chain, records)
     checks.append(f"(8) {len(evidence)} evidence files match their attested digests")
     return layout, records, checks
@@ -690,7 +747,7 @@ def verify_bundle(
         trusted_owner_keys: the owner keys to trust, by key id; never taken from the bundle.
         model_dir: the delivered model folder; default: the location ``bundle.json`` records.
         policy: the auditor's own constraints (:class:`chainproof.auditor.AuditorPolicy`),
-            checked last as step (13).
+            checked last as step (14).
         options: size limits.
 
     Returns:
@@ -741,6 +798,9 @@ def verify_bundle(
     delivered, model_checks, attestations = verify_model_evidence(bundle, layout, records, model_path)
     checks += model_checks
 
+    # (13) Each step ran as the principal the layout pins, and without a key file.
+    checks += check_identity_policy(layout, records)
+
     result = VerificationResult(
         layout_sha256=_sha256_bytes(layout_bytes),
         owner_keyid=owner_keyid,
@@ -749,7 +809,7 @@ def verify_bundle(
         checks=checks,
         attestations=attestations,
     )
-    # (13) The auditor's own constraints, beyond the owner's layout.
+    # (14) The auditor's own constraints, beyond the owner's layout.
     if policy is not None:
         result.checks.extend(policy.verify(result, bundle))
     return result

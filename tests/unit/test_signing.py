@@ -78,3 +78,10 @@ def test_signer_reference_survives_percent_and_python3_in_the_path(tmp_path):
     reference = _kfp_safe(ring.signer_reference("a"))
     assert "python3" not in reference
     assert load_signer(reference).keyid == ring.roles["a"]
+
+
+def test_malformed_kms_reference_is_a_clear_error_without_any_call():
+    with pytest.raises(InputError, match=r"expected gcpkms://projects/P/locations/L"):
+        load_signer("gcpkms://projects/p/keyRings/r")
+    with pytest.raises(InputError, match=r"expected gcpkms://"):
+        load_signer("gcpkms://projects/chainproof-test/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1?token=x")
