@@ -21,6 +21,7 @@ def secure_ingest(
     s3_endpoint: str = "",
     identity: str = "local",
     allow_service_account_key: bool = False,
+    allowlist_extra: str = "",
 ) -> None:
     """Fetch a pinned source into quarantine, verify and scan it, and start the attestation chain.
 
@@ -47,6 +48,7 @@ def secure_ingest(
             (Application Default Credentials: the metadata server or workload identity federation).
         allow_service_account_key: Accept a service-account key file (refused by default); the override
             is recorded in the link and reported by chainproof verify unless the layout allows it.
+        allowlist_extra: A JSON list of extra exact globals (module:qualname) the scanner accepts; recorded in the link.
     """
     from chainproof import steps
 
@@ -64,6 +66,7 @@ def secure_ingest(
         s3_endpoint=s3_endpoint,
         identity=identity,
         allow_service_account_key=allow_service_account_key,
+        allowlist_extra=allowlist_extra,
     )
     dataset.metadata.update(outcome.metadata)
 
@@ -83,6 +86,7 @@ def secure_ingest_model(
     s3_endpoint: str = "",
     identity: str = "local",
     allow_service_account_key: bool = False,
+    allowlist_extra: str = "",
 ) -> None:
     """Fetch a pretrained model by digest or by its publisher's signature, scan it, and start the chain.
 
@@ -103,6 +107,7 @@ def secure_ingest_model(
         s3_endpoint: The S3 endpoint for s3:// sources (default: AWS).
         identity: Who the step runs as: local or gcp (Application Default Credentials).
         allow_service_account_key: Accept a service-account key file (refused by default; recorded).
+        allowlist_extra: A JSON list of extra exact globals (module:qualname) the scanner accepts; recorded in the link.
     """
     from chainproof import steps
 
@@ -121,5 +126,6 @@ def secure_ingest_model(
         output_prefix="model",
         identity=identity,
         allow_service_account_key=allow_service_account_key,
+        allowlist_extra=allowlist_extra,
     )
     model.metadata.update(outcome.metadata)

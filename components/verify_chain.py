@@ -15,11 +15,14 @@ def verify_chain(
     chain_out: Output[Artifact],
     identity: str = "local",
     allow_service_account_key: bool = False,
+    allowlist_extra: str = "",
 ) -> None:
     """Verify every link, rule and evidence file so far, the model and its signatures; fail the pipeline otherwise.
 
-    On success the step writes a signed SLSA verification summary
-    (attestations/vsa.json) that register_model requires.
+    It also scans the model files by content (pickle/joblib opcodes against an
+    allowlist of exact globals, never loading them) and refuses an unsafe model.
+    On success the step writes the scan report (reports/scan-model.json) and a
+    signed SLSA verification summary (attestations/vsa.json) that register_model requires.
 
     Args:
         model: The model folder from train_model.
@@ -31,6 +34,7 @@ def verify_chain(
             (Application Default Credentials: the metadata server or workload identity federation).
         allow_service_account_key: Accept a service-account key file (refused by default); the override
             is recorded in the link and reported by chainproof verify unless the layout allows it.
+        allowlist_extra: A JSON list of extra exact globals (module:qualname) the model scan accepts; recorded in the link.
     """
     from chainproof import steps
 
@@ -42,4 +46,5 @@ def verify_chain(
         chain_out=chain_out.path,
         identity=identity,
         allow_service_account_key=allow_service_account_key,
+        allowlist_extra=allowlist_extra,
     )

@@ -31,6 +31,7 @@ def zero_trust_training(
     builder_id: str = "https://chainproof.dev/builders/kfp-local",
     identity: str = "local",
     allow_service_account_key: bool = False,
+    allowlist_extra: str = "",
 ) -> str:
     """Ingest, train, sign, verify and register a model with an in-toto attestation at every step.
 
@@ -55,6 +56,7 @@ def zero_trust_training(
             Application Default Credentials; service-account key files refused).
         allow_service_account_key: Accept a service-account key file in every step (recorded in each
             link; chainproof verify reports it unless the layout allows it).
+        allowlist_extra: Extra exact globals (a JSON list of module:qualname) the ingest and model scans accept.
 
     Returns:
         The registered model reference.
@@ -68,6 +70,7 @@ def zero_trust_training(
         owner_public_key=owner_public_key,
         identity=identity,
         allow_service_account_key=allow_service_account_key,
+        allowlist_extra=allowlist_extra,
     )
     train = train_model(
         dataset=ingest.outputs["dataset"],
@@ -96,6 +99,7 @@ def zero_trust_training(
         signer=gate_signer,
         identity=identity,
         allow_service_account_key=allow_service_account_key,
+        allowlist_extra=allowlist_extra,
     )
     register = register_model(
         model=train.outputs["model"],

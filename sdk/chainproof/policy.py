@@ -150,7 +150,13 @@ REFERENCE_STEPS: tuple[StepSpec, ...] = (
             _match("attestations/*", _SIGN),
             ["DISALLOW", "*"],
         ],
-        [["REQUIRE", "attestations/vsa.json"], ["CREATE", "attestations/vsa.json"], ["CREATE", "reports/*"], ["DISALLOW", "*"]],
+        [
+            ["REQUIRE", "attestations/vsa.json"],
+            ["REQUIRE", "reports/scan-model.json"],
+            ["CREATE", "attestations/vsa.json"],
+            ["CREATE", "reports/*"],
+            ["DISALLOW", "*"],
+        ],
         "Verify the whole chain so far (fail closed) and write a verification summary.",
     ),
     _spec(

@@ -41,7 +41,7 @@ from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, Inpu
 from chainproof.identity import Principal, resolve_principal
 from chainproof.policy import RUN_ID, expected_principal
 from chainproof.registry import LocalModelRegistry, ModelRegistry
-from chainproof.scan import scan_csv
+from chainproof.scan import Allowlist, scan_path, summarize
 from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
 from chainproof.storage import FetchLimits, FetchOptions, fetch, fetch_tree, is_folder_uri
 from chainproof.verify import (
@@ -179,15 +179,43 @@ def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
     write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _scan_ingested(directory: Path, prefix: str) -> dict[str, Any]:
-    """Scan every ingested file (read, never loaded); return the report document."""
-    reports = []
-    for name in digest_tree(directory):
-        path = directory / name
-        if name.lower().endswith(".csv"):
-            reports.append(scan_csv(path, name=f"{prefix}/{name}").to_dict())
-    unsafe = [r for r in reports if r["verdict"] != "safe"]
-    return {"verdict": "unsafe" if unsafe else "safe", "files": reports}
+def _allowlist(extra: str) -> Allowlist:
+    """The shipped allowlist, extended by a JSON list of ``module:qualname`` names."""
+    allowlist = Allowlist.default()
+    if not extra.strip():
+        return allowlist
+    try:
+        names = json.loads(extra)
+    except ValueError as exc:
+        raise InputError(f"allowlist_extra: expected a JSON list of 'module:qualname' strings ({exc})") from exc
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError("allowlist_extra: expected a JSON list of 'module:qualname' strings")
+    return allowlist.extend(names)
+
+
+def _scan_dir(directory: Path, prefix: str, allowlist: Allowlist) -> dict[str, Any]:
+    """Scan every file (read, never loaded); return the report document with logical names."""
+    reports = scan_path(directory, allowlist=allowlist)
+    docs = []
+    for report in reports:
+        doc = report.to_dict()
+        doc["file"] = f"{prefix}/{report.file}"
+        for finding in doc.get("findings", []):
+            finding["file"] = f"{prefix}/{finding['file']}" if not str(finding["file"]).startswith(f"{prefix}/") else finding["file"]
+        docs.append(doc)
+    return summarize(reports) | {"allowlist": allowlist.describe(), "reports": docs}
+
+
+def _refuse_unsafe(report: dict[str, Any], what: str) -> None:
+    if report["verdict"] == "safe":
+        return
+    findings = [f for r in report["reports"] for f in r.get("findings", [])]
+    if not findings:
+        raise ArtifactRefused(what, "the scan found nothing it could prove safe")
+    first = findings[0]
+    where = f"@{first['offset']}" if first.get("offset") is not None else ""
+    more = f" (+{len(findings) - 1} more findings)" if len(findings) > 1 else ""
+    raise ArtifactRefused(f"{first['file']}{where}", f"scan refused it: {first['what']}: {first['reason']}{more}")
 
 
 def secure_ingest(
@@ -204,6 +232,7 @@ def secure_ingest(
     signature_uri: str = "",
     s3_endpoint: str = "",
     output_prefix: str = "dataset",
+    allowlist_extra: str = "",
     limits: FetchLimits = FetchLimits(),
     fetch_options: FetchOptions | None = None,
     identity: str = "local",
@@ -232,6 +261,8 @@ def secure_ingest(
             inside a folder source).
         s3_endpoint: the S3 endpoint for ``s3://`` sources (default: AWS).
         output_prefix: the logical name prefix of the products (``dataset`` or ``model``).
+        allowlist_extra: a JSON list of extra exact globals (``module:qualname``) the
+            scanner accepts in pickles; recorded in the link and the scan report.
         limits: bytes per object and objects per folder.
         fetch_options: retry policy and endpoints (overrides ``s3_endpoint``).
         identity: ``local`` (record the local user) or ``gcp`` (resolve Application
@@ -316,12 +347,10 @@ def secure_ingest(
             shutil.rmtree(staging)
             shutil.rmtree(chain / ".publisher", ignore_errors=True)
 
-            report = _scan_ingested(dataset, output_prefix)
+            allowlist = _allowlist(allowlist_extra)
+            report = _scan_dir(dataset, output_prefix, allowlist)
             _write_json(chain / "reports" / "scan-ingest.json", report)
-            if report["verdict"] != "safe":
-                findings = [f for r in report["files"] for f in r.get("findings", [])]
-                first = findings[0] if findings else {"file": output_prefix, "reason": "unsafe"}
-                raise ArtifactRefused(str(first.get("file")), f"scan refused it: {first.get('what', '')}: {first.get('reason')}")
+            _refuse_unsafe(report, output_prefix)
 
             products = {RUN_ID: sha256_file(chain / RUN_ID), "reports/scan-ingest.json": sha256_file(chain / "reports" / "scan-ingest.json")}
             products.update({f"{output_prefix}/{f.name}": f.sha256 for f in files})
@@ -337,6 +366,7 @@ def secure_ingest(
                     "expected_sha256": expected or "",
                     "publisher_keyid": str(publisher.keyid) if publisher is not None else "",
                     "publisher_signature_sha256": signature_sha256,
+                    "allowlist_extensions": list(allowlist.extensions),
                     "layout_uri": layout_uri,
                     "layout_sha256": pinned_layout,
                     "run": run_doc["run"],
@@ -576,6 +606,7 @@ def verify_chain(
     chain_out: str | Path,
     identity: str = "local",
     allow_service_account_key: bool = False,
+    allowlist_extra: str = "",
     principal: Principal | None = None,
 ) -> StepOutcome:
     """The gate: verify the whole chain so far and the model, fail closed, write a VSA.
@@ -589,6 +620,8 @@ def verify_chain(
         identity: ``local`` (record the local user) or ``gcp`` (resolve Application
             Default Credentials: workload identity; key files refused).
         allow_service_account_key: accept a service-account key file (recorded in the link).
+        allowlist_extra: a JSON list of extra exact globals the model scan accepts
+            (recorded in the link and the scan report).
         principal: the resolved identity, when the caller already has it (overrides ``identity``).
 
     Returns:
@@ -606,8 +639,14 @@ def verify_chain(
         _check_pinned_principal(step, who, layout)
         model, model_checks, _ = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
         checks += model_checks
+        allowlist = _allowlist(allowlist_extra)
         with _staged(Path(chain_out)) as chain:
             _copy_chain(Path(chain_in), chain)
+            # Nothing reaches the registry, or a serving container, that was not scanned.
+            scan = _scan_dir(Path(model_dir), "model", allowlist)
+            _write_json(chain / "reports" / "scan-model.json", scan)
+            _refuse_unsafe(scan, "model")
+            checks.append(f"model scan: {scan['files']} files {scan['verdict']} (allowlist v{allowlist.describe().get('version')})")
             links = sorted((chain / LINKS_DIR).glob("*.link"))
             predicate = {
                 "verifier": {"id": "https://chainproof.dev/verifiers/verify_chain", "version": {"chainproof": __version__}},
@@ -635,10 +674,13 @@ def verify_chain(
             link = record_link(
                 step,
                 materials=evidence,
-                products={"attestations/vsa.json": sha256_file(chain / "attestations" / "vsa.json")},
+                products={
+                    "attestations/vsa.json": sha256_file(chain / "attestations" / "vsa.json"),
+                    "reports/scan-model.json": sha256_file(chain / "reports" / "scan-model.json"),
+                },
                 signer=step_signer,
                 principal=who,
-                parameters={"checks": len(checks)},
+                parameters={"checks": len(checks), "allowlist_extensions": list(allowlist.extensions)},
             )
             link_path = write_link(link, chain / LINKS_DIR)
         return StepOutcome(step=step, link=Path(chain_out) / LINKS_DIR / link_path.name, metadata={"checks": checks})

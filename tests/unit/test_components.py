@@ -149,3 +149,67 @@ def test_full_chain_through_components_registers_once(pipeline_keys, tmp_path):
     second = register_model.python_func(**kwargs)
     assert first == second == "local://m@1"
     assert sorted(p.name for p in (tmp_path / "registry" / "models" / "m").iterdir()) == ["1"]
+
+
+class _Payload:
+    """A harmless code-execution payload: pickling records os.system('true')."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_ingest_refuses_pretrained_pickle_with_code_execution_and_names_offset(pipeline_keys, tmp_path):
+    import hashlib
+    import pickle
+
+    from chainproof.components import secure_ingest_model
+
+    bad = tmp_path / "model.bin"  # a misleading name: scanned by content
+    bad.write_bytes(pickle.dumps({"weights": [1.0], "hook": _Payload()}, protocol=4))
+    model = _artifact(dsl.Model, tmp_path / "out-model")
+    chain = _artifact(dsl.Artifact, tmp_path / "out-chain")
+    with pytest.raises(ArtifactRefused) as err:
+        secure_ingest_model.python_func(
+            source_uri=str(bad), expected_sha256=hashlib.sha256(bad.read_bytes()).hexdigest(),
+            layout_uri=pipeline_keys.layout_path.as_uri(), layout_sha256=pipeline_keys.layout_sha256,
+            signer=pipeline_keys.signer("secure_ingest"), model=model, chain=chain,
+        )
+    message = str(err.value)
+    assert message.startswith("model/model.bin@"), message
+    assert "posix.system" in message or "os.system" in message, message
+    assert not Path(model.path).exists() and not Path(chain.path).exists()
+
+
+def test_gate_refuses_unsafe_model_even_when_training_attested_it(pipeline_keys, tmp_path):
+    # An insider with the training key replaces the model with a payload and re-records
+    # the train link: every digest then matches, the model signature too. The scan does not.
+    import pickle
+
+    from in_toto.models.metadata import Envelope
+
+    from chainproof.attest import load_link, write_link
+    from chainproof.digests import digest_tree
+    from chainproof.signing import load_signer
+
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    model, chain_t = _train(pipeline_keys, dataset, chain, tmp_path)
+    (Path(model.path) / "model.joblib").write_bytes(pickle.dumps(_Payload(), protocol=4))
+    (link_file,) = (Path(chain_t.path) / "links").glob("train_model.*.link")
+    _, link = load_link(link_file)
+    for name, digest in digest_tree(model.path, prefix="model").items():
+        link.products[name] = {"sha256": digest}
+    envelope = Envelope.from_signable(link)
+    envelope.create_signature(load_signer(pipeline_keys.signer("train_model")).signer)
+    link_file.unlink()
+    write_link(envelope, Path(chain_t.path) / "links")
+
+    chain_s = _artifact(dsl.Artifact, tmp_path / "chain-sign")
+    sign_and_attest.python_func(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
+                                signer=pipeline_keys.signer("sign_and_attest"), chain_out=chain_s)
+    chain_g = _artifact(dsl.Artifact, tmp_path / "chain-gate")
+    with pytest.raises(ArtifactRefused, match=r"model/model.joblib@\d+: scan refused it: .*system"):
+        verify_chain.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
+                                 signer=pipeline_keys.signer("verify_chain"), chain_out=chain_g)
+    assert not Path(chain_g.path).exists()
