@@ -132,7 +132,7 @@ def test_gcs_dataset_swapped_in_bucket_is_refused_by_digest(pipeline_keys, emula
 def test_malformed_csv_is_refused_by_the_scan(pipeline_keys, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"a,b\n1,2,3\n")
-    with pytest.raises(ArtifactRefused, match=r"dataset/bad.csv: scan refused it"):
+    with pytest.raises(ArtifactRefused, match=r"dataset/bad.csv@2: scan refused it: row: 3 fields, expected 2"):
         _ingest(pipeline_keys, tmp_path, source_uri=str(bad), expected_sha256=hashlib.sha256(bad.read_bytes()).hexdigest(),
                 output_prefix="dataset")
     assert not (tmp_path / "out" / "model").exists()
