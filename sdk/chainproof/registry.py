@@ -378,7 +378,7 @@ class VertexModelRegistry:
         *,
         project: str,
         location: str,
-        artifact_root: str,
+        artifact_root: str = "",
         serving_image: str = SKLEARN_SERVING_IMAGE,
         api_endpoint: str | None = None,
         credentials: Any = None,
@@ -389,7 +389,8 @@ class VertexModelRegistry:
         Args:
             project: the Google Cloud project ID.
             location: the region, e.g. ``europe-west4``.
-            artifact_root: ``gs://BUCKET[/PREFIX]`` where models and bundles are stored.
+            artifact_root: ``gs://BUCKET[/PREFIX]`` where models and bundles are stored
+                (needed to register, not to find or resolve).
             serving_image: the serving container of uploaded models.
             api_endpoint: a non-default Vertex AI endpoint (``HOST:PORT``).
             credentials: google-auth credentials (default: Application Default Credentials).
@@ -398,7 +399,7 @@ class VertexModelRegistry:
         Raises:
             InputError: ``artifact_root`` is not a ``gs://`` URI.
         """
-        if not artifact_root.startswith("gs://") or len(artifact_root.rstrip("/")) <= len("gs://"):
+        if artifact_root and (not artifact_root.startswith("gs://") or len(artifact_root.rstrip("/")) <= len("gs://")):
             raise InputError(f"artifact root {artifact_root!r}: expected gs://BUCKET[/PREFIX]")
         self.project, self.location = project, location
         self.artifact_root = artifact_root.rstrip("/")
@@ -428,13 +429,11 @@ class VertexModelRegistry:
         unknown = sorted(set(params) - {"artifacts", "endpoint", "serving_image"})
         if unknown:
             raise InputError(f"{uri}: unknown parameter {unknown[0]!r} (known: artifacts, endpoint, serving_image)")
-        if "artifacts" not in params:
-            raise InputError(f"{uri}: name where models and bundles go: ?artifacts=gs://BUCKET/PREFIX")
         if "serving_image" in params:
             kwargs.setdefault("serving_image", params["serving_image"])
         if "endpoint" in params:
             kwargs.setdefault("api_endpoint", params["endpoint"])
-        return cls(project=m.group(1), location=m.group(2), artifact_root=params["artifacts"], **kwargs)
+        return cls(project=m.group(1), location=m.group(2), artifact_root=params.get("artifacts", ""), **kwargs)
 
     # -- helpers
 
@@ -533,6 +532,8 @@ class VertexModelRegistry:
         from chainproof.digests import check_sha256_hex
 
         digest = check_sha256_hex(model_sha256, what="model sha256")
+        if not self.artifact_root:
+            raise InputError("registering to Vertex AI needs an artifact root: vertex://...?artifacts=gs://BUCKET/PREFIX")
         parent = self._parent(name)
         numbers = [int(v.version_id) for v in self._versions(name) if str(v.version_id).isdigit()]
         version = str(max(numbers) + 1 if numbers else 1)
