@@ -4,13 +4,28 @@ Example:
     >>> from chainproof.components import secure_ingest, train_model
     >>> secure_ingest.name
     'secure-ingest'
+    >>> bound = components_for_image("europe-docker.pkg.dev/p/r/chainproof@sha256:" + "a" * 64)
+    >>> bound.train_model.component_spec.implementation.container.image.endswith("a" * 64)
+    True
 
 Each component is a thin wrapper: typed inputs and outputs, a docstring KFP copies
 into the compiled spec, and one call into :mod:`chainproof.steps`. Every step
 verifies its predecessors' links and the digests of what it receives before use,
 and writes its own in-toto link into the chain it hands on.
+
+The module-level components run the placeholder :data:`COMPONENT_IMAGE` (fine for
+``kfp.local``, which runs them in-process); :func:`components_for_image` rebuilds
+all of them on a real, digest-pinned image for Vertex AI Pipelines.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kfp import dsl
+
+from chainproof.artifact_types import VertexModel
 from chainproof.components._image import COMPONENT_IMAGE
 from chainproof.components.register_model import register_model
 from chainproof.components.secure_ingest import secure_ingest, secure_ingest_model
@@ -18,4 +33,73 @@ from chainproof.components.sign_and_attest import sign_and_attest
 from chainproof.components.train_model import train_model
 from chainproof.components.verify_chain import verify_chain
 
-__all__ = ["COMPONENT_IMAGE", "register_model", "secure_ingest", "secure_ingest_model", "sign_and_attest", "train_model", "verify_chain"]
+__all__ = [
+    "COMPONENT_IMAGE",
+    "ComponentSet",
+    "VertexModel",
+    "components_for_image",
+    "default_components",
+    "register_model",
+    "secure_ingest",
+    "secure_ingest_model",
+    "sign_and_attest",
+    "train_model",
+    "verify_chain",
+]
+
+
+@dataclass(frozen=True)
+class ComponentSet:
+    """The chainproof components, all bound to one container image.
+
+    Attributes:
+        image: the image every component runs.
+    """
+
+    image: str
+    secure_ingest: Any
+    secure_ingest_model: Any
+    train_model: Any
+    sign_and_attest: Any
+    verify_chain: Any
+    register_model: Any
+
+
+_DEFAULTS = {
+    "secure_ingest": secure_ingest,
+    "secure_ingest_model": secure_ingest_model,
+    "train_model": train_model,
+    "sign_and_attest": sign_and_attest,
+    "verify_chain": verify_chain,
+    "register_model": register_model,
+}
+
+
+def default_components() -> ComponentSet:
+    """Return the module-level components (placeholder image; for kfp.local)."""
+    return ComponentSet(image=COMPONENT_IMAGE, **_DEFAULTS)
+
+
+def components_for_image(image: str) -> ComponentSet:
+    """Rebuild every component on a digest-pinned image.
+
+    The components keep ``install_kfp_package=False`` and no ``packages_to_install``:
+    nothing is pip-installed at run time, so the image must already hold chainproof.
+
+    Args:
+        image: ``REGISTRY/PATH@sha256:DIGEST``.
+
+    Returns:
+        The components bound to ``image``.
+
+    Raises:
+        InputError: the image is not pinned by a digest.
+    """
+    from chainproof.images import check_image_reference
+
+    pinned = check_image_reference(image).reference
+    rebuilt = {
+        name: dsl.component(comp.python_func, base_image=pinned, install_kfp_package=False)
+        for name, comp in _DEFAULTS.items()
+    }
+    return ComponentSet(image=pinned, **rebuilt)

@@ -1,8 +1,9 @@
 """KFP component: register a verified model with a pointer to its evidence."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model
+from kfp.dsl import Artifact, Input, Model, Output
 
+from chainproof.artifact_types import VertexModel
 from chainproof.components._image import COMPONENT_IMAGE
 
 
@@ -14,6 +15,7 @@ def register_model(
     signer: str,
     model_name: str,
     registry_uri: str,
+    registered_model: Output[VertexModel],
     identity: str = "local",
     allow_service_account_key: bool = False,
 ) -> str:
@@ -28,7 +30,8 @@ def register_model(
         layout_sha256: The pinned SHA-256 of the layout.
         signer: This step's signer reference.
         model_name: The registry model name (lowercase letters, digits, '-', '_', '.').
-        registry_uri: The local registry folder (file://).
+        registry_uri: file:///REGISTRY/FOLDER (local) or vertex://projects/P/locations/L?artifacts=gs://BUCKET/PREFIX (Vertex AI Model Registry).
+        registered_model: The registered version as a google.VertexModel artifact (metadata resourceName), for Google Cloud Pipeline Components downstream.
         identity: Who the step runs as: local (the local user, recorded as such; no metadata server) or gcp
             (Application Default Credentials: the metadata server or workload identity federation).
         allow_service_account_key: Accept a service-account key file (refused by default); the override
@@ -49,4 +52,11 @@ def register_model(
         identity=identity,
         allow_service_account_key=allow_service_account_key,
     )
+    registered_model.metadata.update(
+        {k: outcome.metadata[k] for k in ("reference", "model_sha256", "bundle", "model") if k in outcome.metadata}
+    )
+    if outcome.metadata.get("resourceName"):
+        # What GCPC components read (ModelDeployOp, ModelBatchPredictOp, ...).
+        registered_model.metadata["resourceName"] = outcome.metadata["resourceName"]
+        registered_model.uri = outcome.metadata["resourceUri"]
     return str(outcome.metadata["reference"])

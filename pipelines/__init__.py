@@ -6,6 +6,12 @@ Example:
     'chainproof-zero-trust-training'
 """
 
-from chainproof.pipelines.zero_trust_training import PIPELINE_NAME, zero_trust_training
+from chainproof.pipelines.zero_trust_training import (
+    LOCAL_BUILDER_ID,
+    PIPELINE_NAME,
+    VERTEX_BUILDER_ID,
+    build_zero_trust_training,
+    zero_trust_training,
+)
 
-__all__ = ["PIPELINE_NAME", "zero_trust_training"]
+__all__ = ["LOCAL_BUILDER_ID", "PIPELINE_NAME", "VERTEX_BUILDER_ID", "build_zero_trust_training", "zero_trust_training"]

@@ -5,6 +5,11 @@ Example:
     $ chainproof verify chainproof-work/registry/models/chainproof-model/1/bundle
     $ chainproof inspect chainproof-work/registry/models/chainproof-model/1/bundle
     $ chainproof scan chainproof-work/registry/models/chainproof-model/1/model
+    $ chainproof compile --image europe-docker.pkg.dev/P/R/chainproof@sha256:DIGEST -o pipeline.yaml
+    $ chainproof submit --project P --region europe-west4 --pipeline-root gs://B/runs \\
+          --service-account trainer@P.iam.gserviceaccount.com --owner-signer file:keys/owner.pem \\
+          --param source_uri=gs://B/data/train.csv --param expected_sha256=... --param target_column=label ...
+    $ chainproof verify vertex://projects/P/locations/europe-west4/models/chainproof-model@1
 
 Exit codes: 0 verified / done, 1 verification failed or an artifact was refused,
 2 usage or input error. A traceback only with ``--verbose``. This is the only
@@ -164,22 +169,123 @@ def _emit(doc: dict[str, Any], fmt: str, output: str | None) -> None:
     sys.stdout.write(render_text(doc))
 
 
+#: Environment variable naming a non-default Vertex AI endpoint (HOST:PORT).
+VERTEX_ENDPOINT_ENV = "CHAINPROOF_VERTEX_ENDPOINT"
+
+
+def _vertex_access() -> dict[str, Any]:
+    """Endpoint and credentials for the Vertex AI SDK, from the environment."""
+    endpoint = os.environ.get(VERTEX_ENDPOINT_ENV) or None
+    if endpoint and endpoint.split(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"):
+        # A loopback emulator gets anonymous credentials, as google-cloud-storage does
+        # under STORAGE_EMULATOR_HOST; real endpoints use Application Default Credentials.
+        from google.auth.credentials import AnonymousCredentials
+
+        return {"api_endpoint": endpoint, "credentials": AnonymousCredentials()}
+    return {"api_endpoint": endpoint, "credentials": None}
+
+
+def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any) -> tuple[Any, Path]:
+    """Verify a registry reference; return the result and where its bundle was read."""
+    from chainproof.registry import LocalModelRegistry, VertexModelRegistry, parse_vertex_reference, verify_registered
+
+    if args.model:
+        raise InputError("--model goes with a bundle folder; a registry reference names its own model")
+    registry: Any
+    if args.bundle.startswith("vertex://"):
+        project, location, _, _ = parse_vertex_reference(args.bundle)
+        registry = VertexModelRegistry(project=project, location=location, **_vertex_access())
+    else:
+        registry = LocalModelRegistry(args.registry)
+    entry = registry.resolve(args.bundle)
+    bundle = workdir / "bundle" if "://" in entry.bundle_location else Path(entry.bundle_location)
+    result = verify_registered(
+        args.bundle, registry=registry, trusted_owner_keys=_trusted_keys(args.owner_key), workdir=workdir, policy=policy
+    )
+    return result, bundle
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from chainproof.auditor import AuditorPolicy
     from chainproof.report import build_report
     from chainproof.verify import verify_bundle
 
+    import tempfile
+
     policy = AuditorPolicy.from_file(args.policy) if args.policy else None
-    keys = _trusted_keys(args.owner_key)
-    try:
-        result = verify_bundle(args.bundle, trusted_owner_keys=keys, model_dir=args.model, policy=policy)
-    except ChainproofError as exc:
-        if exc.exit_code == 1 and args.format in ("json", "html") and Path(args.bundle, "root.layout").is_file():
-            _emit(build_report(args.bundle, error=exc, policy_source=args.policy or ""), args.format, args.output)
-            print(f"FAIL: {exc.diagnostics()}", file=sys.stderr)
-            return exc.exit_code
-        raise
-    _emit(build_report(args.bundle, result=result, policy_source=args.policy or ""), args.format, args.output)
+    with tempfile.TemporaryDirectory(prefix="chainproof-audit-") as tmp:
+        bundle = Path(args.bundle)
+        try:
+            if args.bundle.startswith(("vertex://", "local://")):
+                result, bundle = _verify_registered(args, Path(tmp), policy)
+            else:
+                result = verify_bundle(
+                    args.bundle, trusted_owner_keys=_trusted_keys(args.owner_key), model_dir=args.model, policy=policy
+                )
+        except ChainproofError as exc:
+            if exc.exit_code == 1 and args.format in ("json", "html") and (bundle / "root.layout").is_file():
+                _emit(build_report(bundle, error=exc, policy_source=args.policy or "", subject=args.bundle), args.format, args.output)
+                print(f"FAIL: {exc.diagnostics()}", file=sys.stderr)
+                return exc.exit_code
+            raise
+        _emit(build_report(bundle, result=result, policy_source=args.policy or "", subject=args.bundle), args.format, args.output)
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from chainproof.vertex import compile_pipeline
+
+    output = Path(args.output)
+    digest = compile_pipeline(image=args.image, output=output, target=args.target)
+    if args.format == "json":
+        _print_json({"template": str(output), "template_sha256": digest, "image": args.image, "target": args.target})
+        return 0
+    print(f"OK: {output} (sha256 {digest}); every component runs {args.image}")
+    return 0
+
+
+def _parse_params(items: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--param {item!r}: expected NAME=VALUE")
+        params[key] = value
+    return params
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from chainproof.policy import REFERENCE_STEPS
+    from chainproof.signing import load_public_key
+    from chainproof.vertex import submit_pipeline
+
+    keys_dir = Path(args.keys)
+    step_keys = {s.name: load_public_key(keys_dir / f"{s.name}.pub") for s in REFERENCE_STEPS}
+    params = _parse_params(args.param)
+    params.setdefault(
+        "registry_uri",
+        f"vertex://projects/{args.project}/locations/{args.region}?artifacts={args.pipeline_root.rstrip('/')}/registry",
+    )
+    params.setdefault("builder_id", "https://chainproof.dev/builders/vertex-ai-pipelines")
+    run = submit_pipeline(
+        template=Path(args.template),
+        project=args.project,
+        region=args.region,
+        pipeline_root=args.pipeline_root,
+        service_account=args.service_account or "",
+        owner_signer=args.owner_signer,
+        step_keys=step_keys,
+        parameters=params,
+        display_name=args.display_name,
+        **_vertex_access(),
+    )
+    if args.format == "json":
+        _print_json(run.to_dict())
+        return 0
+    print(f"OK: submitted {run.resource_name}")
+    print(f"  runs as          {run.service_account}")
+    print(f"  template sha256  {run.template_sha256}")
+    print(f"  layout           {run.layout_uri} (sha256 {run.layout_sha256})")
     return 0
 
 
@@ -232,8 +338,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=["text", "json"], default="text")
     run.set_defaults(func=_cmd_run)
 
-    verify = sub.add_parser("verify", help="verify an evidence bundle against a trusted owner key")
-    verify.add_argument("bundle")
+    comp = sub.add_parser("compile", help="compile the reference pipeline with every component on one digest-pinned image")
+    comp.add_argument("--image", required=True, help="REGISTRY/PATH@sha256:DIGEST (a tag alone is refused)")
+    comp.add_argument("-o", "--output", default="pipeline.yaml", help="the pipeline YAML to write (default: pipeline.yaml)")
+    comp.add_argument("--target", choices=["vertex", "local"], default="vertex", help="where it will run (sets the SLSA builder id)")
+    comp.add_argument("--format", choices=["text", "json"], default="text")
+    comp.set_defaults(func=_cmd_compile)
+
+    submit = sub.add_parser("submit", help="owner-sign the layout, stage it, and submit the compiled pipeline to Vertex AI")
+    submit.add_argument("--project", required=True)
+    submit.add_argument("--region", required=True)
+    submit.add_argument("--pipeline-root", required=True, help="gs://BUCKET/PREFIX")
+    submit.add_argument("--service-account", help="the dedicated service account the job runs as (mandatory)")
+    submit.add_argument("--owner-signer", required=True, help="the owner's signer reference, e.g. file:keys/owner.pem")
+    submit.add_argument("--keys", default="chainproof-work/keys", help="folder of the steps' public keys STEP.pub (default: ./chainproof-work/keys)")
+    submit.add_argument("--template", default="pipeline.yaml", help="the compiled pipeline (default: pipeline.yaml)")
+    submit.add_argument("--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
+    submit.add_argument("--display-name")
+    submit.add_argument("--format", choices=["text", "json"], default="text")
+    submit.set_defaults(func=_cmd_submit)
+
+    verify = sub.add_parser(
+        "verify",
+        help="verify an evidence bundle, or a registered version (vertex://projects/P/locations/L/models/ID@V, local://NAME@V), against a trusted owner key",
+    )
+    verify.add_argument("bundle", help="a bundle folder, vertex://projects/P/locations/L/models/ID@VERSION or local://NAME@VERSION")
+    verify.add_argument("--registry", default="chainproof-work/registry", help="the local registry folder for local:// (default: ./chainproof-work/registry)")
     verify.add_argument("--owner-key", action="append", help="trusted owner public key PEM (repeatable); default: the trust store")
     verify.add_argument("--model", help="the model folder to check (default: the location bundle.json records)")
     verify.add_argument("--policy", help="the auditor's policy file (YAML or JSON): principals, keys, images, age, scans, attestations")

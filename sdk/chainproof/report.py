@@ -59,6 +59,7 @@ def build_report(
     result: VerificationResult | None = None,
     error: ChainproofError | None = None,
     policy_source: str = "",
+    subject: str = "",
 ) -> dict[str, Any]:
     """Describe a bundle's chain and the outcome of its verification.
 
@@ -67,6 +68,8 @@ def build_report(
         result: the verification result, when verification passed.
         error: the error, when it failed (``None`` with ``None`` result: not verified).
         policy_source: the auditor policy file that was applied, if any.
+        subject: what the report is about when it is not the bundle folder itself
+            (a registry reference such as ``vertex://.../models/ID@1``).
 
     Returns:
         The report document (JSON-safe).
@@ -114,6 +117,7 @@ def build_report(
         entry["scan_verdicts"] = scans
         steps.append(entry)
     doc: dict[str, Any] = {
+        "subject": subject or str(base),
         "bundle": str(base),
         "verified": result is not None and error is None,
         "layout": {"file": LAYOUT_FILE, "expires": expires, "error": layout_error},
@@ -143,7 +147,7 @@ def render_text(doc: dict[str, Any]) -> str:
     out = StringIO()
     console = Console(file=out, width=140, highlight=False, force_terminal=False)
     failure = doc.get("failure") or {}
-    table = Table(title=f"{doc['bundle']}", show_lines=True)
+    table = Table(title=f"{doc['subject']}", show_lines=True)
     for col in ("step", "principal", "key", "materials → products", "scan"):
         table.add_column(col, overflow="fold")
     for step in doc["steps"]:
@@ -160,7 +164,7 @@ def render_text(doc: dict[str, Any]) -> str:
     # Plain lines, never wrapped: scripts read the last one.
     lines = [f"  {check}" for check in doc.get("checks", [])]
     if doc["verified"]:
-        lines.append(f"OK: {doc['bundle']}: model sha256 {doc.get('model_sha256')} verified ({len(doc['steps'])} steps)")
+        lines.append(f"OK: {doc['subject']}: model sha256 {doc.get('model_sha256')} verified ({len(doc['steps'])} steps)")
     elif failure:
         lines.append(f"FAIL: {failure['message']}")
     else:
@@ -292,7 +296,7 @@ def render_html(doc: dict[str, Any]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>chainproof: {esc(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>
 <body>
-<header class="{state}" id="banner">{esc(title)}<small>{esc(doc['bundle'])}</small></header>
+<header class="{state}" id="banner">{esc(title)}<small>{esc(doc['subject'])}</small></header>
 <main>
 {failure_html}
 <section><h2>Chain</h2>{model}<div class="scroll">{_graph_svg(doc)}</div></section>

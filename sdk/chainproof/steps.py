@@ -40,7 +40,7 @@ from chainproof.digests import check_sha256_hex, digest_tree, manifest_digest, s
 from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, InputError, PolicyViolation
 from chainproof.identity import Principal, resolve_principal
 from chainproof.policy import RUN_ID, expected_principal
-from chainproof.registry import LocalModelRegistry, ModelRegistry
+from chainproof.registry import ModelRegistry, registry_for
 from chainproof.scan import Allowlist, scan_path, summarize
 from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
 from chainproof.storage import FetchLimits, FetchOptions, fetch, fetch_tree, is_folder_uri
@@ -735,20 +735,23 @@ def register_model(
         model, model_checks, _ = verify_model_evidence(Path(chain_in), layout, records, Path(model_dir))
         checks += model_checks
         if registry is None:
-            registry = LocalModelRegistry(_local_path(registry_uri))
+            registry = registry_for(registry_uri)
         verified = VerificationResult(
             layout_sha256=pinned, owner_keyid="", steps=list(records.values()), model_files=model, checks=checks
         )
         existing = registry.find(model_name, model_sha256=verified.model_sha256)
         if existing is not None:
             # Idempotent: the same model digest is never registered twice.
+            links = Path(existing.bundle_location, LINKS_DIR)
             return StepOutcome(
                 step=step,
-                link=next(Path(existing.bundle_location, LINKS_DIR).glob(f"{step}.*.link")),
+                # A remote bundle (gs://) has no local link file to point at.
+                link=next(links.glob(f"{step}.*.link"), links) if links.is_dir() else links,
                 metadata={"reference": existing.reference, "model_sha256": existing.model_sha256, "created": False,
-                          "bundle": existing.bundle_location, "model": existing.model_location},
+                          "bundle": existing.bundle_location, "model": existing.model_location,
+                          **_resource_metadata(registry, existing.reference)},
             )
-        pending = registry.prepare(model_name)
+        pending = registry.prepare(model_name, model_sha256=verified.model_sha256)
         staging = Path(chain_in).with_name(f".bundle-{uuid.uuid4().hex[:8]}")
         try:
             _copy_chain(Path(chain_in), staging)
@@ -790,15 +793,16 @@ def register_model(
             step=step,
             link=Path(registered.bundle_location) / LINKS_DIR / link_path.name,
             metadata={"reference": registered.reference, "model_sha256": registered.model_sha256, "created": True,
-                      "bundle": registered.bundle_location, "model": registered.model_location},
+                      "bundle": registered.bundle_location, "model": registered.model_location,
+                      **_resource_metadata(registry, registered.reference)},
         )
 
 
-def _local_path(uri: str) -> Path:
-    if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
+def _resource_metadata(registry: ModelRegistry, reference: str) -> dict[str, str]:
+    """The ``google.VertexModel`` fields (resourceName, API URI) of a Vertex registration."""
+    resource_uri = getattr(registry, "resource_uri", None)
+    if resource_uri is None:
+        return {}
+    name, uri = resource_uri(reference)
+    return {"resourceName": name, "resourceUri": uri}
 
-        return Path(unquote(urlparse(uri).path))
-    if not uri or "://" in uri:
-        raise InputError(f"registry_uri {uri!r}: expected a file:// URI or a local path")
-    return Path(uri)

@@ -91,7 +91,8 @@ def _call_every_component(tmp_path: Path, **identity):
         "sign_and_attest": lambda: sign_and_attest.python_func(model=model, chain=a("c1"), chain_out=a("c2"), **common),
         "verify_chain": lambda: verify_chain.python_func(model=model, chain=a("c2"), chain_out=a("c3"), **common),
         "register_model": lambda: register_model.python_func(
-            model=model, chain=a("c3"), model_name="m", registry_uri=(tmp_path / "r").as_uri(), **common),
+            model=model, chain=a("c3"), model_name="m", registry_uri=(tmp_path / "r").as_uri(),
+            registered_model=a("vm"), **common),
     }
     errors = {}
     for step, call in calls.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
+from chainproof.artifact_types import VertexModel
 from chainproof.components import register_model, secure_ingest, sign_and_attest, train_model, verify_chain
 from chainproof.errors import ArtifactRefused, ChainError, DigestMismatch, LayoutError
 
@@ -129,7 +130,8 @@ def test_register_refuses_without_the_gate(pipeline_keys, tmp_path):
     with pytest.raises(ChainError, match=r"step verify_chain: no link found"):
         register_model.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
                                    signer=pipeline_keys.signer("register_model"), model_name="m",
-                                   registry_uri=(tmp_path / "registry").as_uri())
+                                   registry_uri=(tmp_path / "registry").as_uri(),
+                                   registered_model=_artifact(VertexModel, tmp_path / "registered"))
     assert not (tmp_path / "registry" / "models" / "m").exists()
 
 
@@ -144,7 +146,8 @@ def test_full_chain_through_components_registers_once(pipeline_keys, tmp_path):
                              signer=pipeline_keys.signer("verify_chain"), chain_out=chain_g)
     kwargs = dict(model=model, chain=chain_g, layout_sha256=pipeline_keys.layout_sha256,
                   signer=pipeline_keys.signer("register_model"), model_name="m",
-                  registry_uri=(tmp_path / "registry").as_uri())
+                  registry_uri=(tmp_path / "registry").as_uri(),
+                  registered_model=_artifact(VertexModel, tmp_path / "registered"))
     first = register_model.python_func(**kwargs)
     second = register_model.python_func(**kwargs)
     assert first == second == "local://m@1"

@@ -1,0 +1,225 @@
+"""Registration to the Vertex AI Model Registry and audit from it, through the real clients.
+
+google-cloud-aiplatform talks gRPC over TLS to in-process ModelService / Operations
+services on 127.0.0.1 (``vertex_fake``); google-cloud-storage talks to the GCS
+emulator. Nothing is mocked: the assertions read the requests as the server decoded them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chainproof import steps
+from chainproof.cli import main
+from chainproof.errors import ChainError, DigestMismatch
+from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
+from chainproof.registry import MODEL_DIGEST_LABELS, VertexModelRegistry, verify_registered
+from chainproof.runner import SAMPLE
+from chainproof.signing import init_keys, load_public_key, load_signer
+from chainproof.storage import FetchOptions
+
+from .servers import gcs_emulator
+from .vertex_fake import vertex_server
+
+PROJECT, LOCATION, BUCKET = "proj", "europe-west4", "models-bucket"
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with gcs_emulator() as address:
+        yield f"{address[0]}:{address[1]}"
+
+
+@pytest.fixture(scope="module")
+def vertex(loopback_tls):
+    with vertex_server(*loopback_tls) as (fake, address):
+        yield fake, address
+
+
+def _gcs(emulator: str):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project="test", credentials=AnonymousCredentials(),
+                          client_options={"api_endpoint": f"http://{emulator}"})
+
+
+@pytest.fixture
+def env(emulator, vertex, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emulator}")
+    monkeypatch.setenv("CHAINPROOF_VERTEX_ENDPOINT", vertex[1])
+    vertex[0].models.clear()
+    vertex[0].requests.clear()
+    client = _gcs(emulator)
+    bucket = client.bucket(BUCKET)
+    if not bucket.exists():
+        client.create_bucket(BUCKET)
+    for blob in client.list_blobs(BUCKET):
+        blob.delete()
+    return client
+
+
+def _registry(emulator: str, vertex) -> VertexModelRegistry:
+    from google.auth.credentials import AnonymousCredentials
+
+    return VertexModelRegistry(project=PROJECT, location=LOCATION, artifact_root=f"gs://{BUCKET}/registry",
+                               api_endpoint=vertex[1], credentials=AnonymousCredentials(),
+                               gcs_client_factory=lambda: _gcs(emulator))
+
+
+@dataclass
+class Chain:
+    ring: object
+    layout_sha256: str
+    owner_pub: Path
+    model: Path
+    gated: Path
+    attested: Path
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    base = tmp_path_factory.mktemp("vertex-keys")
+    ring = init_keys(base / "keys", roles=["owner", *(s.name for s in REFERENCE_STEPS)], development=True)
+    owner = load_signer(ring.signer_reference("owner"))
+    layout = sign_layout(generate_layout(REFERENCE_STEPS, {s.name: load_public_key(ring.public_key_path(s.name))
+                                                           for s in REFERENCE_STEPS}), owner)
+    (base / "root.layout").write_bytes(layout)
+    return ring, base / "root.layout", hashlib.sha256(layout).hexdigest()
+
+
+def _chain(keys, out: Path, n_estimators: int) -> Chain:
+    """Run the steps up to the gate on the sample data (seconds, no KFP)."""
+    ring, layout_path, layout_sha = keys
+    sig = ring.signer_reference
+    steps.secure_ingest(source_uri=SAMPLE.path().as_uri(), expected_sha256=SAMPLE.sha256, layout_uri=layout_path.as_uri(),
+                        layout_sha256=layout_sha, signer=sig("secure_ingest"), dataset_dir=out / "dataset",
+                        chain_dir=out / "c1")
+    steps.train_model(dataset_dir=out / "dataset", chain_in=out / "c1", layout_sha256=layout_sha, signer=sig("train_model"),
+                      target_column=SAMPLE.target, model_dir=out / "model", chain_out=out / "c2",
+                      hyperparameters=json.dumps({"n_estimators": n_estimators}))
+    steps.sign_and_attest(model_dir=out / "model", chain_in=out / "c2", layout_sha256=layout_sha,
+                          signer=sig("sign_and_attest"), chain_out=out / "c3")
+    steps.verify_chain(model_dir=out / "model", chain_in=out / "c3", layout_sha256=layout_sha,
+                       signer=sig("verify_chain"), chain_out=out / "c4")
+    return Chain(ring=ring, layout_sha256=layout_sha, owner_pub=ring.public_key_path("owner"), model=out / "model",
+                 gated=out / "c4", attested=out / "c3")
+
+
+@pytest.fixture(scope="module")
+def chains(keys, tmp_path_factory):
+    base = tmp_path_factory.mktemp("vertex-chains")
+    return _chain(keys, base / "a", 5), _chain(keys, base / "b", 6)
+
+
+def _register(chain: Chain, registry, name: str = "fraud"):
+    return steps.register_model(model_dir=chain.model, chain_in=chain.gated, layout_sha256=chain.layout_sha256,
+                                signer=chain.ring.signer_reference("register_model"), model_name=name, registry=registry)
+
+
+def test_upload_request_carries_digest_labels_bundle_pointer_and_parent_model(env, emulator, vertex, chains):
+    fake, _ = vertex
+    registry = _registry(emulator, vertex)
+    first = _register(chains[0], registry)
+    sha = first.metadata["model_sha256"]
+    [req] = fake.calls("UploadModel")
+    # The exact request the SDK sent: digest split over two labels, the bundle pointer in the version description.
+    assert req.parent == f"projects/{PROJECT}/locations/{LOCATION}"
+    assert req.model_id == "fraud" and req.parent_model == ""
+    assert {k: req.model.labels[k] for k in MODEL_DIGEST_LABELS} == {MODEL_DIGEST_LABELS[0]: sha[:32],
+                                                                    MODEL_DIGEST_LABELS[1]: sha[32:]}
+    assert req.model.labels["chainproof-version"] == "0-1-0"
+    base = f"gs://{BUCKET}/registry/models/fraud/{sha}"
+    assert req.model.artifact_uri == f"{base}/model/"
+    assert req.model.container_spec.image_uri.startswith("us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu")
+    pointer = json.loads(req.model.version_description)["chainproof"]
+    assert pointer["bundle"]["uri"] == f"{base}/bundle" and len(pointer["bundle"]["sha256"]) == 64
+    assert pointer["model"]["sha256"] == sha
+    assert set(req.model.version_aliases) == {"default", f"sha256-{sha[:16]}"}
+    # The LRO was polled, then the version fetched by its versioned name.
+    assert fake.calls("GetOperation")
+    assert any(r.name.endswith("/models/fraud@1") for r in fake.calls("GetModel"))
+    assert first.metadata["reference"] == f"vertex://projects/{PROJECT}/locations/{LOCATION}/models/fraud@1"
+    assert first.metadata["resourceName"] == f"projects/{PROJECT}/locations/{LOCATION}/models/fraud@1"
+    names = sorted(b.name for b in env.list_blobs(BUCKET))
+    assert f"registry/models/fraud/{sha}/model/model.joblib" in names
+    assert f"registry/models/fraud/{sha}/bundle/registry/entry.json" in names
+
+    # The same model digest again: found by its labels, nothing uploaded.
+    again = _register(chains[0], registry)
+    assert again.metadata["created"] is False and again.metadata["reference"] == first.metadata["reference"]
+    assert len(fake.calls("UploadModel")) == 1
+
+    # Another model: a new version under the first as parent_model.
+    second = _register(chains[1], registry)
+    assert len(fake.calls("UploadModel")) == 2
+    req2 = fake.calls("UploadModel")[1]
+    assert req2.parent_model == f"projects/{PROJECT}/locations/{LOCATION}/models/fraud" and req2.model_id == ""
+    assert second.metadata["reference"].endswith("/models/fraud@2")
+    assert req2.model.labels[MODEL_DIGEST_LABELS[0]] == second.metadata["model_sha256"][:32]
+
+
+def test_refuses_to_register_a_chain_that_skipped_the_gate(env, emulator, vertex, chains):
+    fake, _ = vertex
+    chain = chains[0]
+    with pytest.raises(ChainError, match="verify_chain"):
+        steps.register_model(model_dir=chain.model, chain_in=chain.attested, layout_sha256=chain.layout_sha256,
+                             signer=chain.ring.signer_reference("register_model"), model_name="fraud",
+                             registry=_registry(emulator, vertex))
+    assert fake.calls("UploadModel") == [] and list(env.list_blobs(BUCKET)) == []
+
+
+def test_rejects_model_replaced_in_bucket_after_registration(env, emulator, vertex, chains, capsys):
+    registry = _registry(emulator, vertex)
+    outcome = _register(chains[0], registry)
+    reference = outcome.metadata["reference"]
+    owner = load_public_key(chains[0].owner_pub)
+
+    verified = verify_registered(reference, registry=registry, trusted_owner_keys={owner.keyid: owner},
+                                 fetch_options=FetchOptions(gcs_client_factory=lambda: _gcs(emulator)))
+    assert verified.model_sha256 == outcome.metadata["model_sha256"]
+    assert any(c.startswith("(13)") for c in verified.checks)
+    # The auditor's command, as a person runs it.
+    assert main(["verify", reference, "--owner-key", str(chains[0].owner_pub)]) == 0
+    assert f"OK: {reference}" in capsys.readouterr().out
+
+    # Someone overwrites the model object in the bucket with other (still valid) bytes.
+    blob = env.bucket(BUCKET).blob(f"registry/models/fraud/{outcome.metadata['model_sha256']}/model/model.joblib")
+    blob.upload_from_filename(str(chains[1].model / "model.joblib"))
+    with pytest.raises(DigestMismatch, match=r"model/model\.joblib"):
+        verify_registered(reference, registry=registry, trusted_owner_keys={owner.keyid: owner},
+                          fetch_options=FetchOptions(gcs_client_factory=lambda: _gcs(emulator)))
+    assert main(["verify", reference, "--owner-key", str(chains[0].owner_pub)]) == 1
+    err = capsys.readouterr().err
+    assert "FAIL: model/model.joblib" in err
+
+
+def test_rejects_bundle_edited_in_bucket_after_registration(env, emulator, vertex, chains):
+    registry = _registry(emulator, vertex)
+    outcome = _register(chains[0], registry)
+    owner = load_public_key(chains[0].owner_pub)
+    blob = env.bucket(BUCKET).blob(f"registry/models/fraud/{outcome.metadata['model_sha256']}/bundle/reports/extra.txt")
+    blob.upload_from_string(b"added later")
+    with pytest.raises(DigestMismatch, match="manifest of the folder"):
+        verify_registered(outcome.metadata["reference"], registry=registry, trusted_owner_keys={owner.keyid: owner},
+                          fetch_options=FetchOptions(gcs_client_factory=lambda: _gcs(emulator)))
+
+
+def test_verify_local_reference_from_the_registry_folder(tmp_path, chains, capsys):
+    from chainproof.registry import LocalModelRegistry
+
+    reg = tmp_path / "registry"
+    outcome = _register(chains[0], LocalModelRegistry(reg))
+    assert main(["verify", outcome.metadata["reference"], "--registry", str(reg),
+                 "--owner-key", str(chains[0].owner_pub)]) == 0
+    model = reg / "models" / "fraud" / "1" / "model" / "model.joblib"
+    shutil.copyfile(chains[1].model / "model.joblib", model)
+    assert main(["verify", outcome.metadata["reference"], "--registry", str(reg),
+                 "--owner-key", str(chains[0].owner_pub)]) == 1
+    assert "model/model.joblib" in capsys.readouterr().err
