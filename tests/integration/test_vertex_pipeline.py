@@ -245,8 +245,8 @@ def test_registered_model_output_feeds_gcpc_model_deploy_op(tmp_path):
     if not python:
         pytest.skip(
             "google-cloud-pipeline-components pins google-cloud-aiplatform<2 and cannot share this venv; "
-            "set CHAINPROOF_GCPC_PYTHON to the python of a venv holding it plus chainproof (pip install --no-deps -e .) "
-            "to run this check (creating that venv needs PyPI, which the test suite does not reach)"
+            "set CHAINPROOF_GCPC_PYTHON to the python of a venv holding it and chainproof "
+            "(pip install google-cloud-pipeline-components . resolves aiplatform 1.x there); .ci/run does"
         )
     out = tmp_path / "deploy.yaml"
     proc = subprocess.run([python, "-c", GCPC_SCRIPT, str(out)], capture_output=True, text=True, timeout=300)
