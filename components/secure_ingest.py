@@ -22,6 +22,7 @@ def secure_ingest(
     identity: str = "local",
     allow_service_account_key: bool = False,
     allowlist_extra: str = "",
+    tabular_schema: str = "",
 ) -> None:
     """Fetch a pinned source into quarantine, verify and scan it, and start the attestation chain.
 
@@ -49,6 +50,7 @@ def secure_ingest(
         allow_service_account_key: Accept a service-account key file (refused by default); the override
             is recorded in the link and reported by chainproof verify unless the layout allows it.
         allowlist_extra: A JSON list of extra exact globals (module:qualname) the scanner accepts; recorded in the link.
+        tabular_schema: A JSON schema for CSV sources: {"columns": [{"name", "type", "minimum", "maximum", "nullable"}]}.
     """
     from chainproof import steps
 
@@ -67,6 +69,7 @@ def secure_ingest(
         identity=identity,
         allow_service_account_key=allow_service_account_key,
         allowlist_extra=allowlist_extra,
+        tabular_schema=tabular_schema,
     )
     dataset.metadata.update(outcome.metadata)
 

@@ -63,6 +63,7 @@ def build_zero_trust_training(components: ComponentSet, *, builder_id: str = LOC
         identity: str = "local",
         allow_service_account_key: bool = False,
         allowlist_extra: str = "",
+        tabular_schema: str = "",
     ) -> str:
         """Ingest, train, sign, verify and register a model with an in-toto attestation at every step.
 
@@ -92,6 +93,7 @@ def build_zero_trust_training(components: ComponentSet, *, builder_id: str = LOC
             allow_service_account_key: Accept a service-account key file in every step (recorded in each
                 link; chainproof verify reports it unless the layout allows it).
             allowlist_extra: Extra exact globals (a JSON list of module:qualname) the ingest and model scans accept.
+            tabular_schema: A JSON schema the training CSV must match (columns, types, ranges); empty for none.
 
         Returns:
             The registered model reference.
@@ -107,6 +109,7 @@ def build_zero_trust_training(components: ComponentSet, *, builder_id: str = LOC
             identity=identity,
             allow_service_account_key=allow_service_account_key,
             allowlist_extra=allowlist_extra,
+            tabular_schema=tabular_schema,
         )
         train = c.train_model(
             dataset=ingest.outputs["dataset"],

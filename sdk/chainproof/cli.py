@@ -100,6 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         estimator=args.estimator,
         hyperparameters=args.hyperparameters,
+        tabular_schema=_read_schema(args.schema),
         progress=progress,
         identity=args.identity,
         allow_service_account_key=args.allow_service_account_key,
@@ -133,6 +134,24 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
             raise InputError(f"{flag}: step {name} given twice")
         found[name] = rest
     return found
+
+
+def _read_schema(path: str | None) -> str:
+    """Read a tabular schema file (YAML or JSON) into the JSON text the pipeline takes."""
+    if not path:
+        return ""
+    import yaml
+
+    from chainproof.scan import TabularSchema
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read schema ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not YAML or JSON ({type(exc).__name__})") from exc
+    TabularSchema.from_dict(doc)  # fail here, before any step runs
+    return json.dumps(doc, sort_keys=True)
 
 
 def _trusted_keys(owner_keys: list[str] | None) -> dict[str, Any]:
@@ -321,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-name", default="chainproof-model")
     run.add_argument("--estimator", default="random_forest")
     run.add_argument("--hyperparameters", default="{}", help="estimator parameters as a JSON object")
+    run.add_argument("--schema", help="a tabular schema (YAML or JSON) the CSV must match: columns, types, ranges")
     run.add_argument("--identity", choices=["local", "gcp"], default="local",
                      help="who the steps run as: local (the local user; no metadata server) or gcp "
                           "(Application Default Credentials: workload identity; key files refused)")

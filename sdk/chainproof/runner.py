@@ -217,6 +217,7 @@ def run_reference_pipeline(
     owner_signer: str | None = None,
     expected_principals: Mapping[str, str] | None = None,
     layout_extensions: Mapping[str, Any] | None = None,
+    tabular_schema: str = "",
 ) -> RunResult:
     """Run the reference pipeline locally and verify what it registered.
 
@@ -230,6 +231,7 @@ def run_reference_pipeline(
         model_name: the registry model name.
         estimator: the scikit-learn estimator name.
         hyperparameters: estimator parameters as a JSON object.
+        tabular_schema: a JSON schema the CSV must match (columns, types, ranges).
         progress: called with (step, state) as steps start and finish.
         identity: ``local`` (every step records the local user) or ``gcp`` (every step
             resolves Application Default Credentials; key files refused).
@@ -338,6 +340,7 @@ def run_reference_pipeline(
         "model_name": model_name,
         "estimator": estimator,
         "hyperparameters": hyperparameters,
+        "tabular_schema": tabular_schema,
         "identity": identity,
         "allow_service_account_key": allow_service_account_key,
         **{param: _kfp_safe(references[step]) for step, param in _SIGNER_PARAM.items()},

@@ -20,6 +20,7 @@ nothing is left at the output paths for a later step to pick up.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -41,7 +42,7 @@ from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, Inpu
 from chainproof.identity import Principal, resolve_principal
 from chainproof.policy import RUN_ID, expected_principal
 from chainproof.registry import ModelRegistry, registry_for
-from chainproof.scan import Allowlist, scan_path, summarize
+from chainproof.scan import Allowlist, TabularSchema, scan_csv, scan_path, summarize
 from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
 from chainproof.storage import FetchLimits, FetchOptions, fetch, fetch_tree, is_folder_uri
 from chainproof.verify import (
@@ -193,9 +194,24 @@ def _allowlist(extra: str) -> Allowlist:
     return allowlist.extend(names)
 
 
-def _scan_dir(directory: Path, prefix: str, allowlist: Allowlist) -> dict[str, Any]:
+def _tabular_schema(text: str) -> TabularSchema | None:
+    if not text.strip():
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"tabular_schema: not JSON ({exc})") from exc
+    return TabularSchema.from_dict(doc)
+
+
+def _scan_dir(directory: Path, prefix: str, allowlist: Allowlist, schema: TabularSchema | None = None) -> dict[str, Any]:
     """Scan every file (read, never loaded); return the report document with logical names."""
     reports = scan_path(directory, allowlist=allowlist)
+    if schema is not None:
+        # CSVs are checked against the schema too (columns, types, ranges).
+        reports = [
+            scan_csv(directory / r.file, name=r.file, schema=schema) if r.kind == "csv" else r for r in reports
+        ]
     docs = []
     for report in reports:
         doc = report.to_dict()
@@ -233,6 +249,7 @@ def secure_ingest(
     s3_endpoint: str = "",
     output_prefix: str = "dataset",
     allowlist_extra: str = "",
+    tabular_schema: str = "",
     limits: FetchLimits = FetchLimits(),
     fetch_options: FetchOptions | None = None,
     identity: str = "local",
@@ -263,6 +280,8 @@ def secure_ingest(
         output_prefix: the logical name prefix of the products (``dataset`` or ``model``).
         allowlist_extra: a JSON list of extra exact globals (``module:qualname``) the
             scanner accepts in pickles; recorded in the link and the scan report.
+        tabular_schema: a JSON schema for CSV sources (columns in order, with type,
+            minimum, maximum, nullable); a CSV that does not match is refused.
         limits: bytes per object and objects per folder.
         fetch_options: retry policy and endpoints (overrides ``s3_endpoint``).
         identity: ``local`` (record the local user) or ``gcp`` (resolve Application
@@ -348,7 +367,7 @@ def secure_ingest(
             shutil.rmtree(chain / ".publisher", ignore_errors=True)
 
             allowlist = _allowlist(allowlist_extra)
-            report = _scan_dir(dataset, output_prefix, allowlist)
+            report = _scan_dir(dataset, output_prefix, allowlist, _tabular_schema(tabular_schema))
             _write_json(chain / "reports" / "scan-ingest.json", report)
             _refuse_unsafe(report, output_prefix)
 
@@ -367,6 +386,7 @@ def secure_ingest(
                     "publisher_keyid": str(publisher.keyid) if publisher is not None else "",
                     "publisher_signature_sha256": signature_sha256,
                     "allowlist_extensions": list(allowlist.extensions),
+                    "tabular_schema_sha256": hashlib.sha256(tabular_schema.encode()).hexdigest() if tabular_schema.strip() else "",
                     "layout_uri": layout_uri,
                     "layout_sha256": pinned_layout,
                     "run": run_doc["run"],

@@ -158,3 +158,23 @@ def test_reference_pipeline_from_a_gcs_source(emulator, tmp_path, monkeypatch, p
     assert verify_bundle(result.bundle, trusted_owner_keys={owner.keyid: owner}).model_sha256 == result.model_sha256
     scan = json.loads((result.bundle / "reports" / "scan-ingest.json").read_text())
     assert scan["verdict"] == "safe"
+
+
+def test_dataset_not_matching_the_tabular_schema_is_refused(pipeline_keys, tmp_path):
+    schema = json.dumps({"columns": [{"name": "mean_radius", "type": "float", "minimum": 0, "maximum": 20}],
+                         "allow_extra_columns": True})
+    with pytest.raises(ArtifactRefused, match=r"dataset/breast_cancer.csv@\d+: scan refused it: mean_radius: .*maximum"):
+        _ingest(pipeline_keys, tmp_path, source_uri=str(pipeline_keys.data), expected_sha256=pipeline_keys.data_sha256,
+                output_prefix="dataset", tabular_schema=schema)
+    ok = json.dumps({"columns": [{"name": "mean_radius", "type": "float", "minimum": 0, "maximum": 100}],
+                     "allow_extra_columns": True})
+    outcome = _ingest(pipeline_keys, tmp_path / "ok", source_uri=str(pipeline_keys.data),
+                      expected_sha256=pipeline_keys.data_sha256, output_prefix="dataset", tabular_schema=ok)
+    _, link = load_link(outcome.link)
+    assert link.environment["chainproof"]["parameters"]["tabular_schema_sha256"] == hashlib.sha256(ok.encode()).hexdigest()
+
+
+def test_malformed_tabular_schema_is_an_input_error(pipeline_keys, tmp_path):
+    with pytest.raises(InputError, match="tabular schema: column 'x': type must be"):
+        _ingest(pipeline_keys, tmp_path, source_uri=str(pipeline_keys.data), expected_sha256=pipeline_keys.data_sha256,
+                output_prefix="dataset", tabular_schema=json.dumps({"columns": [{"name": "x", "type": "decimal"}]}))

@@ -82,6 +82,40 @@ class TabularSchema:
     columns: tuple[Column, ...]
     allow_extra_columns: bool = False
 
+    @classmethod
+    def from_dict(cls, doc: Any) -> TabularSchema:
+        """Build a schema from ``{"columns": [{"name", "type", "minimum", "maximum", "nullable"}], "allow_extra_columns"}``.
+
+        Raises:
+            InputError: unknown fields, types or a malformed document.
+        """
+        from chainproof.errors import InputError
+
+        if not isinstance(doc, dict) or not isinstance(doc.get("columns"), list) or not doc["columns"]:
+            raise InputError("tabular schema: expected {\"columns\": [{\"name\": ..., \"type\": ...}, ...]}")
+        unknown = sorted(set(doc) - {"columns", "allow_extra_columns"})
+        if unknown:
+            raise InputError(f"tabular schema: unknown field(s) {', '.join(unknown)}")
+        columns = []
+        for item in doc["columns"]:
+            if not isinstance(item, dict) or "name" not in item:
+                raise InputError(f"tabular schema: each column needs a name, got {item!r}")
+            extra = sorted(set(item) - {"name", "type", "minimum", "maximum", "nullable"})
+            if extra:
+                raise InputError(f"tabular schema: column {item['name']!r}: unknown field(s) {', '.join(extra)}")
+            if item.get("type", "str") not in ("int", "float", "str", "bool"):
+                raise InputError(f"tabular schema: column {item['name']!r}: type must be int, float, str or bool")
+            columns.append(
+                Column(
+                    name=str(item["name"]),
+                    type=item.get("type", "str"),
+                    minimum=None if item.get("minimum") is None else float(item["minimum"]),
+                    maximum=None if item.get("maximum") is None else float(item["maximum"]),
+                    nullable=bool(item.get("nullable", False)),
+                )
+            )
+        return cls(columns=tuple(columns), allow_extra_columns=bool(doc.get("allow_extra_columns", False)))
+
 
 def scan_csv(
     path: Path,
