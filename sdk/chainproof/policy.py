@@ -46,6 +46,7 @@ __all__ = [
     "allows_service_account_key",
     "expected_principal",
     "generate_layout",
+    "insert_transform",
     "layout_extensions",
     "sign_layout",
     "step_names",
@@ -173,6 +174,67 @@ REFERENCE_STEPS: tuple[StepSpec, ...] = (
         "Register the verified model with a pointer to its evidence.",
     ),
 )
+
+
+def insert_transform(
+    steps: Sequence[StepSpec],
+    name: str,
+    *,
+    after: str,
+    prefix: str = "dataset",
+    description: str = "",
+) -> tuple[StepSpec, ...]:
+    """Insert a step of your own that transforms ``prefix/*`` artifacts (e.g. preprocessing).
+
+    The new step consumes ``prefix/*`` as the step that last produced them attested
+    them, carries ``run/id``, and produces a new ``prefix/*`` set. Every later step
+    that consumed ``prefix/*`` from an earlier producer now MATCHes against the new
+    step instead, so the untransformed artifacts can no longer be slipped in.
+
+    Args:
+        steps: the pipeline's steps, in order.
+        name: the new step's name (its link name and signer role).
+        after: the step it runs after.
+        prefix: the logical prefix it transforms.
+        description: what it does, for people reading the layout.
+
+    Returns:
+        The new step list.
+
+    Raises:
+        InputError: unknown ``after`` step, a duplicate name, or no earlier producer of ``prefix``.
+    """
+    names = [s.name for s in steps]
+    if after not in names:
+        raise InputError(f"insert_transform: no step {after!r} (steps: {names})")
+    if name in names:
+        raise InputError(f"insert_transform: a step named {name!r} exists already")
+    position = names.index(after) + 1
+    pattern = f"{prefix}/*"
+    first = steps[0].name
+    producers = [
+        s.name
+        for s in steps[:position]
+        if any(r[0] in ("CREATE", "MODIFY", "ALLOW") and r[1] == pattern for r in s.expected_products)
+        or any(r[0] == "MATCH" and len(r) > 3 and r[3] == prefix for r in s.expected_products)
+    ]
+    if not producers:
+        raise InputError(f"insert_transform: no step before {name!r} produces {pattern}")
+    source = producers[-1]
+    new = _spec(
+        name,
+        [["REQUIRE", RUN_ID], _match(RUN_ID, first), _match(pattern, source), ["DISALLOW", "*"]],
+        [["CREATE", pattern], ["MODIFY", pattern], ["ALLOW", pattern], ["DISALLOW", "*"]],
+        description or f"Transform {pattern} (a step of the pipeline's author).",
+    )
+    later = []
+    for spec in steps[position:]:
+        rules = [
+            tuple(list(r[:-1]) + [name]) if r[0] == "MATCH" and r[1] == pattern and r[-1] in producers else r
+            for r in spec.expected_materials
+        ]
+        later.append(StepSpec(spec.name, tuple(rules), spec.expected_products, spec.description))
+    return (*steps[:position], new, *later)
 
 
 def step_names(steps: Sequence[StepSpec] = REFERENCE_STEPS) -> list[str]:

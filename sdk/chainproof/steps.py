@@ -26,7 +26,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,7 @@ from chainproof.verify import (
 
 __all__ = [
     "BUILD_TYPE",
+    "attested_transform",
     "StepOutcome",
     "register_model",
     "report_step_failure",
@@ -408,6 +409,76 @@ def secure_ingest(
         )
 
 
+def attested_transform(
+    *,
+    step: str,
+    input_dir: str | Path,
+    chain_in: str | Path,
+    layout_sha256: str,
+    signer: str,
+    output_dir: str | Path,
+    chain_out: str | Path,
+    transform: Callable[[Path, Path], Mapping[str, Any] | None],
+    prefix: str = "dataset",
+    identity: str = "local",
+    allow_service_account_key: bool = False,
+    principal: Principal | None = None,
+) -> StepOutcome:
+    """Run a step of your own (preprocessing, feature engineering) inside the chain.
+
+    The step verifies the chain so far and the ``prefix/*`` files it receives, runs
+    ``transform(input_dir, staging_output_dir)``, and records a signed link whose
+    materials are the verified inputs and whose products are the files it wrote. Pair
+    it with :func:`chainproof.policy.insert_transform` so the layout expects it.
+
+    Args:
+        step: the step name in the layout (also its signer role).
+        input_dir: the ``prefix`` folder from the previous step.
+        chain_in: the chain folder from the previous step.
+        layout_sha256: the pinned SHA-256 of the layout.
+        signer: this step's signer reference.
+        output_dir: the output folder for the transformed files.
+        chain_out: the output folder for the extended chain.
+        transform: your function; it reads the first folder and writes into the second,
+            and may return non-secret parameters to record in the link.
+        prefix: the logical prefix transformed (``dataset``).
+        identity: ``local`` or ``gcp`` (see :func:`chainproof.identity.resolve_principal`).
+        allow_service_account_key: accept a service-account key file (recorded in the link).
+        principal: the resolved identity, when the caller already has it.
+
+    Returns:
+        The link written.
+
+    Raises:
+        VerificationError: the chain or the inputs do not verify.
+        InputError: the transform wrote nothing.
+    """
+    with _reporting(step):
+        who = _principal(principal, identity=identity, allow_service_account_key=allow_service_account_key)
+        pinned = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
+        layout, records, _ = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
+        step_signer = _signer_for(step, signer, layout)
+        _check_pinned_principal(step, who, layout)
+        received = _check_received(records, Path(input_dir), prefix, prefix)
+        with _staged(Path(chain_out)) as chain, _staged(Path(output_dir)) as out:
+            _copy_chain(Path(chain_in), chain)
+            recorded = transform(Path(input_dir), out) or {}
+            products = digest_tree(out, prefix=prefix)
+            if not products:
+                raise InputError(f"{step}: the transform wrote no {prefix} files")
+            link = record_link(
+                step,
+                materials={RUN_ID: records[next(iter(records))].products[RUN_ID], **received},
+                products=products,
+                signer=step_signer,
+                principal=who,
+                parameters=dict(recorded),
+            )
+            link_path = write_link(link, chain / LINKS_DIR)
+        return StepOutcome(step=step, link=Path(chain_out) / LINKS_DIR / link_path.name,
+                           metadata={"files": len(products), "sha256": manifest_digest(products)})
+
+
 def train_model(
     *,
     dataset_dir: str | Path,
@@ -690,7 +761,8 @@ def verify_chain(
                 for name, digest in record.products.items()
                 if not name.startswith("dataset/")
             }
-            evidence.update({k: v for k, v in records["secure_ingest"].products.items() if k.startswith("dataset/")})
+            # The dataset as the last step that produced it attested it (ingest, or a transform after it).
+            evidence.update(products_with_prefix(records, "dataset/")[1])
             link = record_link(
                 step,
                 materials=evidence,
