@@ -266,6 +266,34 @@ def joblib_wrapper_truncated(path: Path) -> Path:
     return path
 
 
+def joblib_dtype_elsize_differential(path: Path) -> Path:
+    """A joblib file whose dtype state says elsize=1 for an 'f8' array (found in review).
+
+    numpy ignores elsize for fixed-size types, so joblib.load reads 8 bytes per element
+    and resumes the pickle where a hidden ``os.system`` call waits; a scanner that trusts
+    elsize skips 1 byte per element and sees only a harmless BINBYTES blob. Never loaded.
+    """
+    import struct
+
+    import joblib
+
+    benign = path.with_suffix(".benign")
+    joblib.dump(np.arange(16, dtype="f8"), benign, protocol=2)
+    b = bytearray(benign.read_bytes())
+    benign.unlink()
+    i = b.index(b"J\xff\xff\xff\xff")  # the first BININT -1 in the dtype state: elsize
+    b[i : i + 5] = b"J" + struct.pack("<i", 1)
+    build = b.index(b"K\x10ub") + 3
+    pad = b[build + 1]
+    head = bytes(b[: build + 2 + pad])
+    n, item = 16, 8
+    tail = b"0" + b"cos\nsystem\n(S'true'\ntR."
+    region = bytearray(n * item)
+    region[n : n + 5] = b"B" + struct.pack("<I", n * item - n - 5 + len(tail))
+    path.write_bytes(head + bytes(region) + tail + b"0.")
+    return path
+
+
 def zip_bytes(members: list[tuple[Any, bytes]]) -> bytes:
     """Build a zip from (name or ZipInfo, data) pairs, duplicates allowed."""
     import zipfile

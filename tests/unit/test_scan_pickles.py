@@ -65,6 +65,13 @@ def test_rejects_joblib_truncated_inside_array_data(tmp_path: Path) -> None:
     assert [(f.what, "truncated" in f.reason) for f in report.findings] == [("NumpyArrayWrapper", True)]
 
 
+def test_rejects_joblib_dtype_whose_elsize_differs_from_numpy(tmp_path: Path) -> None:
+    # A parser differential: the scanner must skip exactly the bytes joblib reads.
+    report = scan_file(corpus.joblib_dtype_elsize_differential(tmp_path / "model.joblib"))
+    assert report.verdict == "unsafe"
+    assert [f.what for f in report.findings] == ["NumpyArrayWrapper"], report.findings
+
+
 def test_rejects_pickle_polyglot_with_zip_appended() -> None:
     data = pickle.dumps([1]) + corpus.zip_bytes([("a.txt", b"x")])
     reasons = {f.what: f.reason for f in scan_bytes(data, name="m.pkl").findings}

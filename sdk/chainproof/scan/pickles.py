@@ -543,7 +543,14 @@ def _dtype_facts(dtype: Any) -> tuple[int | None, bool]:
         if not isinstance(state, tuple) or len(state) < 8:
             return None, True
         subarray, fields, elsize, flags = state[2], state[4], state[5], state[7]
-        if isinstance(elsize, int) and elsize > 0:
+        if not isinstance(elsize, int):
+            return None, True
+        if elsize not in (-1, itemsize):
+            # numpy honours elsize only for unsized flexible types; for any other dtype a
+            # different elsize would make the scanner skip other bytes than joblib reads
+            # (a parser differential that hides opcodes): accept it only where numpy uses it.
+            if base.itemsize != 0 or elsize <= 0:
+                return None, True
             itemsize = elsize
         if isinstance(flags, int) and flags & 1:
             hasobject = True
