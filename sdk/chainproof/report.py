@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, DigestMismatch, UntrustedKey
+from chainproof.attest import link_filename
 from chainproof.verify import LAYOUT_FILE, LINKS_DIR, VerificationResult, load_layout
 
 __all__ = ["build_report", "render_html", "render_text"]
@@ -41,6 +42,20 @@ def _failure_facts(error: ChainproofError) -> dict[str, Any]:
     if message.startswith("step ") and "step" not in facts:
         facts["step"] = message.split()[1].rstrip(":")
     return facts
+
+
+def _facts(env: dict[str, Any]) -> dict[str, Any]:
+    signer = env.get("signer") or {}
+    params = env.get("parameters") or {}
+    principal = env.get("principal") or {}
+    return {
+        "principal": principal.get("name", "unknown"),
+        "principal_kind": principal.get("kind", ""),
+        "development_key": bool(signer.get("development")),
+        "signer_backend": signer.get("backend", ""),
+        "recorded": env.get("recorded", ""),
+        "image": params.get("component_image", "") or "",
+    }
 
 
 def _scan_verdict(bundle: Path, name: str) -> str | None:
@@ -80,36 +95,41 @@ def build_report(
     steps: list[dict[str, Any]] = []
     expires = ""
     layout_error = ""
+    layout: Any = None
     try:
         _, layout = load_layout((base / LAYOUT_FILE).read_bytes())
         names = [s.name for s in layout.steps]
         expires = str(layout.expires)
     except (OSError, ChainproofError) as exc:
         names, layout_error = [], str(exc)
+    verified = {r.name: r for r in result.steps} if result is not None else {}
     for name in names:
         entry: dict[str, Any] = {"name": name, "link": None}
-        files = sorted((base / LINKS_DIR).glob(f"{name}.*.link"))
-        if files:
-            try:
-                metadata, link = load_link(files[0])
-                env = link.environment.get("chainproof", {}) if isinstance(link.environment, dict) else {}
-                signer = env.get("signer") or {}
-                params = env.get("parameters") or {}
-                sigs = getattr(metadata, "signatures", {})
-                entry.update(
-                    link=files[0].name,
-                    keyid=str(next(iter(sigs))) if isinstance(sigs, dict) and sigs else "",
-                    principal=(env.get("principal") or {}).get("name", "unknown"),
-                    principal_kind=(env.get("principal") or {}).get("kind", ""),
-                    development_key=bool(signer.get("development")),
-                    signer_backend=signer.get("backend", ""),
-                    recorded=env.get("recorded", ""),
-                    image=params.get("component_image", "") or "",
-                    materials={k: v.get("sha256", "") for k, v in sorted(link.materials.items())},
-                    products={k: v.get("sha256", "") for k, v in sorted(link.products.items())},
-                )
-            except ChainproofError as exc:
-                entry["error"] = str(exc)
+        record = verified.get(name)
+        if record is not None:
+            # What was verified is what is shown: never a file that merely sits in links/.
+            env = record.environment
+            entry.update(_facts(env), link=link_filename(name, record.keyid), keyid=record.keyid,
+                         materials=dict(sorted(record.materials.items())), products=dict(sorted(record.products.items())))
+        else:
+            # Not verified (inspection or a failure): only files named for an authorized key.
+            spec = next(s for s in layout.steps if s.name == name)
+            files = [base / LINKS_DIR / link_filename(name, k) for k in spec.pubkeys]
+            files = [f for f in files if f.is_file()]
+            if files:
+                try:
+                    metadata, link = load_link(files[0])
+                    env = link.environment.get("chainproof", {}) if isinstance(link.environment, dict) else {}
+                    sigs = getattr(metadata, "signatures", {})
+                    entry.update(
+                        _facts(env if isinstance(env, dict) else {}),
+                        link=files[0].name,
+                        keyid=str(next(iter(sigs))) if isinstance(sigs, dict) and sigs else "",
+                        materials={k: v.get("sha256", "") for k, v in sorted(link.materials.items())},
+                        products={k: v.get("sha256", "") for k, v in sorted(link.products.items())},
+                    )
+                except ChainproofError as exc:
+                    entry["error"] = str(exc)
         scans = {}
         for product in entry.get("products", {}):
             if product.startswith("reports/scan-"):

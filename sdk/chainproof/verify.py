@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from in_toto import exceptions as itx
 from in_toto import verifylib
 from in_toto.models.layout import Layout
-from in_toto.models.link import Link
+from in_toto.models.link import FILENAME_FORMAT, Link
 from in_toto.models.metadata import Envelope, Metadata
 from securesystemslib.signer import Key, SSlibKey
 
@@ -367,6 +367,16 @@ def verify_chain_links(
             raise ChainError(step.name, _describe_unknown_links(step.name, link_dir)) from exc
         except Exception as exc:  # malformed link files
             raise ChainError(step.name, f"unreadable link ({_first_line(exc)})") from exc
+    # Only the links the layout's functionaries could have written may be there: a decoy
+    # link signed by anyone else would otherwise ride along (and be shown in reports).
+    expected = {FILENAME_FORMAT.format(step_name=step.name, keyid=keyid) for step in steps for keyid in step.pubkeys}
+    present = sorted(p.name for p in link_dir.iterdir()) if link_dir.is_dir() else []
+    for name in present:
+        if name not in expected:
+            scope = f" before {upto}" if upto else ""
+            raise ArtifactRefused(
+                f"{LINKS_DIR}/{name}", f"not the link of an authorized functionary of the layout's steps{scope}"
+            )
     metadata_by_step = verifylib.load_links_for_layout(scoped, str(link_dir))
     try:
         metadata_by_step = verifylib.verify_link_signature_thresholds(scoped, metadata_by_step)

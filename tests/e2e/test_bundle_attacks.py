@@ -154,3 +154,16 @@ def test_rejects_link_replayed_from_another_run(registered, reference_run, tmp_p
 
 def test_link_filename_matches_in_toto_convention():
     assert link_filename("train_model", "abcdef0123456789") == "train_model.abcdef01.link"
+
+
+def test_rejects_decoy_link_beside_the_genuine_one(registered, tmp_path):
+    # A decoy signed by a throwaway key, named to sort first, claiming a production principal:
+    # it must fail verification, not ride along into reports (found in review).
+    rogue = init_keys(tmp_path / "rogue", roles=["train_model"])
+    _, link = load_link(_link_path(registered.bundle, "train_model"))
+    link.environment["chainproof"]["principal"] = {"kind": "metadata-server", "name": "trainer@prod.iam.gserviceaccount.com", "details": {}}
+    envelope = Envelope.from_signable(link)
+    envelope.create_signature(load_signer(rogue.signer_reference("train_model")).signer)
+    (registered.bundle / "links" / "train_model.00000000.link").write_text(json.dumps(envelope.to_dict()))
+    with pytest.raises(ArtifactRefused, match=r"links/train_model.00000000.link: not the link of an authorized functionary"):
+        verify_bundle(registered.bundle, trusted_owner_keys=registered.owner_keys)
