@@ -164,7 +164,10 @@ def parse_duration(text: str | int) -> timedelta:
     if not m:
         raise InputError(f"auditor policy max_age: expected e.g. 90d, 12h or 30m, got {text!r}")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-    return timedelta(**{unit: int(m.group(1))})
+    try:
+        return timedelta(**{unit: int(m.group(1))})
+    except OverflowError as exc:
+        raise InputError(f"auditor policy max_age: {text!r} is too large") from exc
 
 
 @dataclass(frozen=True)
@@ -300,7 +303,7 @@ class AuditorPolicy:
             doc = yaml.safe_load(Path(path).read_text())
         except OSError as exc:
             raise InputError(f"{path}: cannot read auditor policy ({exc.strerror})") from exc
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: not YAML or JSON ({type(exc).__name__})") from exc
         return cls.from_dict(doc, source=str(path))
 

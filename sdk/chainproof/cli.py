@@ -169,18 +169,25 @@ def _trusted_keys(owner_keys: list[str] | None) -> dict[str, Any]:
     return trusted
 
 
+def _write_output(output: str, text: str) -> None:
+    try:
+        Path(output).write_text(text)
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write the report ({exc.strerror})") from exc
+
+
 def _emit(doc: dict[str, Any], fmt: str, output: str | None) -> None:
     from chainproof.report import render_html, render_text
 
     if fmt == "json":
         if output:
-            Path(output).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            _write_output(output, json.dumps(doc, indent=2, sort_keys=True) + "\n")
         _print_json(doc)
         return
     if fmt == "html":
         page = render_html(doc)
         if output:
-            Path(output).write_text(page)
+            _write_output(output, page)
             print(f"report written to {output}", file=sys.stderr)
         else:
             sys.stdout.write(page)
@@ -213,7 +220,10 @@ def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any) -> 
     registry: Any
     if args.bundle.startswith("vertex://"):
         project, location, _, _ = parse_vertex_reference(args.bundle)
-        registry = VertexModelRegistry(project=project, location=location, **_vertex_access())
+        try:
+            registry = VertexModelRegistry(project=project, location=location, **_vertex_access())
+        except ValueError as exc:  # the Vertex SDK's own checks (an unknown region, ...)
+            raise InputError(f"{args.bundle}: {str(exc).splitlines()[0][:200]}") from exc
     else:
         registry = LocalModelRegistry(args.registry)
     entry = registry.resolve(args.bundle)
@@ -432,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("FAIL: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the backstop: one line, no traceback, unless --verbose
+        if args.verbose >= 1:
+            raise
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"FAIL: internal error: {type(exc).__name__}: {detail} (rerun with --verbose for details)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -490,8 +490,11 @@ def init_keys(
     for target in targets:
         if target.exists():
             raise KeyExists(str(target))
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o700)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        os.chmod(base, 0o700)
+    except OSError as exc:
+        raise InputError(f"{base}: cannot create the key folder ({exc.strerror})") from exc
     manifest: dict[str, Any] = {
         "version": 1,
         "development": development,

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -44,7 +45,7 @@ from chainproof.policy import RUN_ID, expected_principal
 from chainproof.registry import ModelRegistry, registry_for
 from chainproof.scan import Allowlist, TabularSchema, scan_csv, scan_path, summarize
 from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
-from chainproof.storage import FetchLimits, FetchOptions, fetch, fetch_tree, is_folder_uri
+from chainproof.storage import FetchLimits, FetchOptions, fetch, fetch_tree, is_folder_uri, redact_uri
 from chainproof.verify import (
     BUNDLE_INDEX,
     KEYS_DIR,
@@ -313,7 +314,7 @@ def secure_ingest(
         expected = check_sha256_hex(expected_sha256, what=f"{step} expected_sha256") if expected_sha256.strip() else None
         publisher = public_key_from_pem(publisher_public_key, what="publisher_public_key") if publisher_public_key.strip() else None
         if expected is None and publisher is None:
-            raise InputError(f"{source_uri}: an expected sha256 (or a publisher public key) is mandatory")
+            raise InputError(f"{redact_uri(source_uri)}: an expected sha256 (or a publisher public key) is mandatory")
         pinned_layout = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
         options = fetch_options or (FetchOptions(s3_endpoint=s3_endpoint) if s3_endpoint else FetchOptions())
         with _staged(Path(chain_dir)) as chain, _staged(Path(dataset_dir)) as dataset:
@@ -340,13 +341,19 @@ def secure_ingest(
                     exclude = frozenset({"model.sig"})
                 sig_uri = signature_uri or (source_uri.rstrip("/") + "/model.sig" if is_folder_uri(source_uri) else "")
                 if not sig_uri:
-                    raise InputError(f"{source_uri}: a publisher key needs a signature_uri for a single-file source")
+                    raise InputError(f"{redact_uri(source_uri)}: a publisher key needs a signature_uri for a single-file source")
                 sig = fetch(sig_uri, dest_dir=chain / ".publisher", expected_sha256=None, name="model.sig",
                             limits=limits, options=options)
                 signature_sha256 = sig.sha256
 
                 def check(quarantined: Path, _sig: Path = sig.path, _key: SSlibKey = publisher) -> None:
                     # Verified while still in quarantine: a bad signature releases nothing.
+                    # model-signing skips .git* paths by default, so such files would be
+                    # released as "publisher-verified" without being signed: refuse them.
+                    names = [quarantined.name] if quarantined.is_file() else list(digest_tree(quarantined))
+                    for name in names:
+                        if any(part.startswith(".git") for part in name.split("/")):
+                            raise ArtifactRefused(f"{output_prefix}/{name}", "not covered by the publisher's signature (model-signing ignores .git* paths)")
                     verify_model_signature(quarantined, _sig, _key)
 
             staging = dataset / ".fetch"
@@ -354,7 +361,7 @@ def secure_ingest(
                 tree = fetch_tree(source_uri, dest_dir=staging, expected_manifest_sha256=expected,
                                   limits=limits, options=options, verify=check, exclude=exclude)
                 files = tree.files
-                source_digest, pinned_uri = tree.manifest_sha256, source_uri
+                source_digest, pinned_uri = tree.manifest_sha256, redact_uri(source_uri)
             else:
                 one = fetch(source_uri, dest_dir=staging, expected_sha256=expected, limits=limits, options=options)
                 if check is not None:
@@ -388,7 +395,7 @@ def secure_ingest(
                     "publisher_signature_sha256": signature_sha256,
                     "allowlist_extensions": list(allowlist.extensions),
                     "tabular_schema_sha256": hashlib.sha256(tabular_schema.encode()).hexdigest() if tabular_schema.strip() else "",
-                    "layout_uri": layout_uri,
+                    "layout_uri": redact_uri(layout_uri),
                     "layout_sha256": pinned_layout,
                     "run": run_doc["run"],
                 },
@@ -531,12 +538,17 @@ def train_model(
         layout, records, _ = verify_pinned_chain(chain_in, layout_sha256=pinned, upto=step)
         step_signer = _signer_for(step, signer, layout)
         _check_pinned_principal(step, who, layout)
-        dataset = _check_received(records, Path(dataset_dir), "dataset", "dataset")
-        csv_files = [n for n in dataset if n.lower().endswith(".csv")]
-        if len(csv_files) != 1:
-            raise InputError(f"dataset: expected one CSV file, found {len(csv_files)} ({', '.join(dataset)})")
-        csv_path = Path(dataset_dir) / csv_files[0].split("/", 1)[1]
-        with _staged(Path(chain_out)) as chain, _staged(Path(model_dir)) as model:
+        with tempfile.TemporaryDirectory(prefix="chainproof-train-") as private, \
+                _staged(Path(chain_out)) as chain, _staged(Path(model_dir)) as model:
+            # Train on the bytes that were verified: a private copy, hashed after copying,
+            # so a file swapped in the shared artifact store meanwhile is never read.
+            own = Path(private) / "dataset"
+            shutil.copytree(dataset_dir, own, symlinks=True)
+            dataset = _check_received(records, own, "dataset", "dataset")
+            csv_files = [n for n in dataset if n.lower().endswith(".csv")]
+            if len(csv_files) != 1:
+                raise InputError(f"dataset: expected one CSV file, found {len(csv_files)} ({', '.join(dataset)})")
+            csv_path = own / csv_files[0].split("/", 1)[1]
             _copy_chain(Path(chain_in), chain)
             result = train_classifier(
                 csv_path,

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol
-from urllib.parse import quote, unquote, urljoin, urlparse
+from urllib.parse import parse_qsl, quote, unquote, urljoin, urlparse, urlsplit, urlunsplit
 
 from chainproof.digests import CHUNK_SIZE, check_sha256_hex, manifest_digest
 from chainproof.errors import ArtifactRefused, DigestMismatch, InputError
@@ -420,6 +420,37 @@ class _HTTPSSource:
                     raise TransientError(f"truncated body: {received} of {expected_length} bytes")
 
 
+#: Query parameters that never carry secrets and help an auditor (object versions).
+_PLAIN_QUERY_KEYS = {"versionid", "generation", "alt"}
+
+
+def redact_uri(uri: str) -> str:
+    """Return ``uri`` without secrets, for links, metadata, logs and errors.
+
+    User information (``user:password@``) is replaced, and every query value except
+    object versions is replaced by ``REDACTED``: pre-signed URLs carry signatures and
+    session tokens there. The bytes are pinned by digest, so nothing is lost for
+    verification.
+
+    Args:
+        uri: a source URI as given.
+
+    Returns:
+        The URI safe to record and print.
+    """
+    parts = urlsplit(uri)
+    if not parts.scheme or parts.scheme == "file":
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "REDACTED@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = "&".join(f"{k}={v if k.lower() in _PLAIN_QUERY_KEYS else 'REDACTED'}" for k, v in pairs)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def _split_fragment(uri: str) -> tuple[str, str | None]:
     base, sep, fragment = uri.partition("#")
     return base, (fragment if sep else None)
@@ -445,29 +476,30 @@ def source_for(uri: str, options: FetchOptions = FetchOptions()) -> Source:
         p = urlparse(base)
         name = p.path.lstrip("/")
         if not p.netloc or not name:
-            raise InputError(f"{uri}: expected gs://BUCKET/OBJECT[#GENERATION]")
+            raise InputError(f"{redact_uri(uri)}: expected gs://BUCKET/OBJECT[#GENERATION]")
         if generation is not None and not generation.isdigit():
-            raise InputError(f"{uri}: generation must be a number, got {generation!r}")
+            raise InputError(f"{redact_uri(uri)}: generation must be a number, got {generation!r}")
         return _GCSSource(p.netloc, name, generation, base, options)
     if scheme == "s3":
         base, version = _split_fragment(uri)
         p = urlparse(base)
         key = p.path.lstrip("/")
         if not p.netloc or not key:
-            raise InputError(f"{uri}: expected s3://BUCKET/KEY[#VERSIONID]")
+            raise InputError(f"{redact_uri(uri)}: expected s3://BUCKET/KEY[#VERSIONID]")
         url = f"{options.s3_endpoint.rstrip('/')}/{quote(p.netloc)}/{quote(key)}"
         if version:
             url += f"?versionId={quote(version)}"
         return _HTTPSSource(url, base, options, version=version)
     if scheme in ("https", "http"):
-        return _HTTPSSource(uri, uri, options)
+        # The URL keeps its credentials for the request; messages get the redacted form.
+        return _HTTPSSource(uri, redact_uri(uri), options)
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise InputError(f"{uri}: file:// URIs must name a local path")
+            raise InputError(f"{redact_uri(uri)}: file:// URIs must name a local path")
         return _LocalSource(Path(unquote(parsed.path)), uri)
     if scheme == "":
         return _LocalSource(Path(uri).absolute(), uri)
-    raise InputError(f"{uri}: unsupported source scheme {parsed.scheme!r} (supported: gs://, https://, s3://, file://, paths)")
+    raise InputError(f"{redact_uri(uri)}: unsupported source scheme {parsed.scheme!r} (supported: gs://, https://, s3://, file://, paths)")
 
 
 def _safe_relative(name: str, uri: str) -> PurePosixPath:
@@ -512,10 +544,11 @@ def fetch(
         Reads the source (local file, Cloud Storage, HTTPS). Writes one quarantine file
         next to the destination, renamed into place only on success.
     """
-    expected = check_sha256_hex(expected_sha256, what=f"{uri} expected sha256") if expected_sha256 is not None else None
+    shown = redact_uri(uri)
+    expected = check_sha256_hex(expected_sha256, what=f"{shown} expected sha256") if expected_sha256 is not None else None
     source = source_for(uri, options)
     out_name = name or source.name()
-    rel = _safe_relative(out_name, uri)
+    rel = _safe_relative(out_name, shown)
     final = dest_dir / Path(*rel.parts)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".quarantine-{rel.name}.", suffix=".part")
@@ -523,7 +556,7 @@ def fetch(
     try:
         source.prepare()
         with os.fdopen(fd, "w+b") as out:
-            writer = _QuarantineWriter(out, uri, limits.max_bytes)
+            writer = _QuarantineWriter(out, shown, limits.max_bytes)
             delays = options.retry.delays()
             while True:
                 try:
@@ -533,18 +566,18 @@ def fetch(
                     delay = next(delays, None)
                     if delay is None:
                         raise ArtifactRefused(
-                            uri, f"download failed after {options.retry.attempts} attempts ({exc})"
+                            shown, f"download failed after {options.retry.attempts} attempts ({exc})"
                         ) from exc
                     sleep(delay)
         actual = writer.hexdigest()
         generation = source.generation()
         if expected is not None and actual != expected:
-            raise DigestMismatch(uri, expected, actual, context=f"generation {generation}" if generation else "")
+            raise DigestMismatch(shown, expected, actual, context=f"generation {generation}" if generation else "")
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    base_uri = uri.partition("#")[0]
+    base_uri = shown.partition("#")[0]
     return Fetched(uri=base_uri, name=rel.as_posix(), path=final, sha256=actual, size=writer.size, generation=generation)
 
 
@@ -593,11 +626,11 @@ def _list_folder(uri: str, limits: FetchLimits, options: FetchOptions, exclude: 
                 if Path(dirpath, dname).is_symlink():
                     raise ArtifactRefused(str(Path(dirpath, dname)), "symbolic links are not allowed in a source folder")
     else:
-        raise InputError(f"{uri}: folders are supported for gs:// and local sources only")
+        raise InputError(f"{redact_uri(uri)}: folders are supported for gs:// and local sources only")
     if len(entries) > limits.max_objects:
-        raise ArtifactRefused(uri, f"more than {limits.max_objects} objects")
+        raise ArtifactRefused(redact_uri(uri), f"more than {limits.max_objects} objects")
     if not entries:
-        raise InputError(f"{uri}: folder is empty")
+        raise InputError(f"{redact_uri(uri)}: folder is empty")
     return entries
 
 
@@ -638,7 +671,7 @@ def fetch_tree(
         Lists and reads the source; writes a quarantine folder next to ``dest_dir``.
     """
     if expected_manifest_sha256 is None and verify is None:
-        raise InputError(f"{uri}: a folder needs a pinned manifest sha256 or a publisher signature")
+        raise InputError(f"{redact_uri(uri)}: a folder needs a pinned manifest sha256 or a publisher signature")
     expected = (
         check_sha256_hex(expected_manifest_sha256, what=f"{uri} expected manifest sha256")
         if expected_manifest_sha256 is not None
@@ -659,7 +692,7 @@ def fetch_tree(
         manifest = {f.name: f.sha256 for f in files}
         actual = manifest_digest(manifest)
         if expected is not None and actual != expected:
-            raise DigestMismatch(uri, expected, actual, context="manifest of the folder")
+            raise DigestMismatch(redact_uri(uri), expected, actual, context="manifest of the folder")
         if verify is not None:
             verify(quarantine)
         if dest_dir.exists():

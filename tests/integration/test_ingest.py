@@ -178,3 +178,14 @@ def test_malformed_tabular_schema_is_an_input_error(pipeline_keys, tmp_path):
     with pytest.raises(InputError, match="tabular schema: column 'x': type must be"):
         _ingest(pipeline_keys, tmp_path, source_uri=str(pipeline_keys.data), expected_sha256=pipeline_keys.data_sha256,
                 output_prefix="dataset", tabular_schema=json.dumps({"columns": [{"name": "x", "type": "decimal"}]}))
+
+
+def test_publisher_verified_folder_refuses_files_the_signature_does_not_cover(pipeline_keys, publisher, tmp_path):
+    # model-signing ignores .git* paths: such files must not be released as publisher-verified (found in review).
+    model_dir = _pretrained(tmp_path, publisher)
+    (model_dir / ".github").mkdir()
+    (model_dir / ".github" / "serving_config.json").write_text('{"handler": "evil"}')
+    with pytest.raises(ArtifactRefused, match=r"model/.github/serving_config.json: not covered by the publisher's signature"):
+        _ingest(pipeline_keys, tmp_path, source_uri=str(model_dir),
+                publisher_public_key=public_key_pem(publisher[1].public_key), signature_uri=str(tmp_path / "model.sig"))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
