@@ -102,7 +102,12 @@ class AllowedSignerKeys:
 
 @dataclass(frozen=True)
 class NoDevelopmentKeys:
-    """No step may be signed by a key marked as a development key."""
+    """No step may be signed by a key marked as a development key.
+
+    The mark is the signer's own description in the link (from the key ring that made
+    the key), which a careless or hostile operator can drop: it catches mistakes, not
+    attacks. To *prove* which keys signed, pin them with :class:`AllowedSignerKeys`.
+    """
 
     def verify(self, result: VerificationResult, bundle: Path) -> str:
         """Refuse links whose signer says ``development: true``."""
