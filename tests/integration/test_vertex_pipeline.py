@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from chainproof.errors import InputError
 from chainproof.policy import REFERENCE_STEPS
 from chainproof.signing import init_keys, load_public_key
 from chainproof.verify import load_layout, verify_layout_signature
-from chainproof.vertex import TEMPLATE_DIGEST_LABELS, check_service_account, submit_pipeline
+from chainproof.vertex import TEMPLATE_DIGEST_LABELS, check_service_account
 
 from .servers import _ProxyHandler, gcs_emulator, serve
 from .vertex_fake import vertex_server

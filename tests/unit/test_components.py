@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ from kfp import dsl
 
 from chainproof.artifact_types import VertexModel
 from chainproof.components import register_model, secure_ingest, sign_and_attest, train_model, verify_chain
-from chainproof.errors import ArtifactRefused, ChainError, DigestMismatch, LayoutError
+from chainproof.errors import ArtifactRefused, ChainError, DigestMismatch
 
 
 def _artifact(cls, path: Path):

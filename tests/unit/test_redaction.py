@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from chainproof.errors import DigestMismatch
 from chainproof.storage import fetch, redact_uri
 
 
