@@ -8,7 +8,6 @@ at this checkout (notebook 03 imports the loopback Vertex AI and Cloud Storage s
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nbformat
@@ -76,45 +75,73 @@ def _outputs(nb: nbformat.NotebookNode) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """A kernelspec for this interpreter, in a temporary folder (nothing installed for the user)."""
+def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[nbformat.NotebookNode, Path, BaseException | None]]:
+    """Run the three notebooks at once (three kernels, one event loop); return each with its folder and error."""
+    import asyncio
+    import os
+
     from ipykernel.kernelspec import install
 
+    # A kernelspec for this interpreter, in a temporary folder (nothing installed for the user).
     prefix = tmp_path_factory.mktemp("jupyter")
     install(kernel_name="chainproof-test", display_name="chainproof test", prefix=str(prefix))
-    return "chainproof-test", prefix / "share" / "jupyter"
+    base = {k: v for k, v in os.environ.items() if k not in (
+        "CHAINPROOF_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST",
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "CHAINPROOF_VERTEX_ENDPOINT")}
+    base.update(JUPYTER_PATH=str(prefix / "share" / "jupyter"), CHAINPROOF_REPO=str(ROOT))
+    old_jupyter_path = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = base["JUPYTER_PATH"]  # where nbclient looks the kernelspec up
+
+    runs: dict[str, tuple[nbformat.NotebookNode, Path, BaseException | None]] = {}
+
+    async def run(name: str) -> None:
+        tmp = tmp_path_factory.mktemp(f"nb-{name}")
+        work, trust = tmp / "work", tmp / "trust"
+        work.mkdir()
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        client = NotebookClient(nb, kernel_name="chainproof-test", timeout=CELL_TIMEOUT,
+                                resources={"metadata": {"path": str(work)}})
+        error: BaseException | None = None
+        try:
+            # Each kernel gets its own environment: its own trust store, the repository, no project.
+            await client.async_execute(env={**base, "CHAINPROOF_TRUST_DIR": str(trust)})
+        except Exception as exc:  # reported by the test of that notebook, naming the cell
+            error = exc
+        runs[name] = (nb, work, error)
+
+    async def run_all() -> None:
+        await asyncio.gather(*(run(name) for name in NAMES))
+
+    try:
+        asyncio.run(run_all())
+    finally:
+        if old_jupyter_path is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = old_jupyter_path
+    return runs
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_top_to_bottom(name, kernel, tmp_path, monkeypatch):
-    kernel_name, jupyter_path = kernel
-    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
-    monkeypatch.setenv("CHAINPROOF_TRUST_DIR", str(tmp_path / "trust"))
-    monkeypatch.setenv("CHAINPROOF_REPO", str(ROOT))
-    for var in ("CHAINPROOF_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST",
-                "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "CHAINPROOF_VERTEX_ENDPOINT"):
-        monkeypatch.delenv(var, raising=False)
-    work = tmp_path / "work"
-    work.mkdir()
-
-    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    client = NotebookClient(nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT,
-                            resources={"metadata": {"path": str(work)}})
-    client.execute()  # raises CellExecutionError, naming the cell, on the first error
+def test_notebook_runs_top_to_bottom(name, executed):
+    nb, work, error = executed[name]
+    if error is not None:
+        pytest.fail(f"{name}: {error}")  # CellExecutionError shows the cell and its traceback
 
     cells = _outputs(nb)
     text = "\n".join(cells)
     assert "Traceback" not in text
     for expected in EXPECTED[name]:
         assert expected in text, f"{name}: {expected!r} not in the outputs"
-    assert sys.executable  # the kernel ran this interpreter (the kernelspec names it)
     if name == "02_auditor":
         # The first verification, from the registry reference, passed; so did the ones after each restore.
         first = next(c for c in cells if "(0) local://" in c)
         assert "OK: local://breast-cancer-classifier@1" in first
         assert text.count("OK: local://breast-cancer-classifier@1") >= 3
-    # Everything the notebook wrote is under its working directory and the temporary trust store.
+        # The owner key went to the kernel's own temporary trust store, not the user's.
+        assert list((work.parent / "trust").glob("*.pub"))
+    # The notebook worked in its own fresh folder.
     assert any(work.iterdir())
 
 
