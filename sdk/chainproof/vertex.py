@@ -183,6 +183,7 @@ def submit_pipeline(
     credentials: Any = None,
     api_endpoint: str | None = None,
     gcs_client_factory: Any = None,
+    steps: Any = None,
 ) -> SubmittedRun:
     """Sign the run's layout as the owner, stage it, and submit the compiled pipeline.
 
@@ -201,6 +202,8 @@ def submit_pipeline(
         credentials: google-auth credentials (default: Application Default Credentials).
         api_endpoint: a non-default Vertex AI endpoint.
         gcs_client_factory: builds the ``storage.Client``.
+        steps: the pipeline's steps for the layout (default: the reference pipeline's;
+            pass ``policy.insert_transform(...)``'s result for a pipeline with your own step).
 
     Returns:
         The submitted run.
@@ -233,13 +236,14 @@ def submit_pipeline(
     missing = sorted(k for k, (optional, _) in declared.items() if not optional and k not in parameters and k not in owned)
     if missing:
         raise InputError(f"missing --param {', '.join(missing)}")
-    absent = sorted({s.name for s in REFERENCE_STEPS} - set(step_keys))
+    layout_steps = list(steps) if steps is not None else list(REFERENCE_STEPS)
+    absent = sorted({s.name for s in layout_steps} - set(step_keys))
     if absent:
         raise InputError(f"no functionary public key for step {', '.join(absent)}")
 
     # The owner signs here, outside the pipeline: the job only ever sees the digest.
     owner = load_signer(owner_signer)
-    layout = sign_layout(generate_layout(REFERENCE_STEPS, dict(step_keys)), owner)
+    layout = sign_layout(generate_layout(layout_steps, dict(step_keys)), owner)
     layout_sha256 = hashlib.sha256(layout).hexdigest()
     if gcs_client_factory is not None:
         gcs = gcs_client_factory()
@@ -253,9 +257,12 @@ def submit_pipeline(
         **{k: _typed(k, v, declared[k][1]) for k, v in parameters.items()},
         "layout_uri": layout_uri,
         "layout_sha256": layout_sha256,
-        "owner_public_key": public_key_pem(owner.public_key),
-        "pipeline_template_sha256": template_sha256,
     }
+    # Your own pipeline may not declare these two; the reference pipeline does.
+    if "owner_public_key" in declared:
+        values["owner_public_key"] = public_key_pem(owner.public_key)
+    if "pipeline_template_sha256" in declared:
+        values["pipeline_template_sha256"] = template_sha256
     labels = {
         **digest_labels(template_sha256, TEMPLATE_DIGEST_LABELS),
         "chainproof-version": re.sub(r"[^a-z0-9_-]", "-", __version__.lower()),
