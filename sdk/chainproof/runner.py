@@ -36,7 +36,7 @@ from chainproof.signing import KeyRing, TrustStore, init_keys, load_public_key, 
 from chainproof.steps import FAILURE_MARKER
 from chainproof.verify import LAYOUT_FILE, VerificationResult, verify_bundle
 
-__all__ = ["SAMPLE", "RunResult", "Sample", "StepFailed", "run_reference_pipeline"]
+__all__ = ["SAMPLE", "RunResult", "Sample", "StepFailed", "kfp_safe", "local_file_uri", "run_reference_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -166,17 +166,35 @@ class _LogTap(io.TextIOBase):
             self._progress(m.group(1), m.group(2).lower())
 
 
-def _kfp_safe(text: str) -> str:
-    # kfp.local rewrites every "python3" in a task's command line, parameter values
-    # included (kfp 2.17, subprocess_task_handler.replace_python_executable), which
-    # corrupts paths such as .venv/lib/python3.11/... Percent-encoding one character
-    # keeps the URI equal to the path and out of kfp's way.
+def kfp_safe(text: str) -> str:
+    """Return a URI or signer reference that survives ``kfp.local``'s command rewriting.
+
+    kfp.local rewrites every ``python3`` in a task's command line, parameter values
+    included (kfp 2.17, ``subprocess_task_handler.replace_python_executable``), which
+    corrupts paths such as ``.venv/lib/python3.11/...``. Percent-encoding one character
+    keeps the URI equal to the path (chainproof decodes ``file:`` URIs and references)
+    and out of kfp's way. Pass parameters through this when you run your own pipeline
+    with kfp.local.
+
+    Args:
+        text: a ``file://`` URI or ``file:`` signer reference (already percent-encoded).
+
+    Returns:
+        The same reference, with ``python3`` written ``python%33``.
+    """
     return text.replace("python3", "python%33")
 
 
-def _file_uri(path: Path) -> str:
-    """Return a ``file://`` URI for ``path`` that survives kfp.local's command rewriting."""
-    return "file://" + _kfp_safe(quote(str(path.absolute())))
+def local_file_uri(path: Path) -> str:
+    """Return a ``file://`` URI for a local path, safe to pass as a kfp.local parameter.
+
+    Args:
+        path: a local file or folder.
+
+    Returns:
+        The percent-encoded URI (see :func:`kfp_safe`).
+    """
+    return "file://" + kfp_safe(quote(str(Path(path).absolute())))
 
 
 def _ensure_keys(keys_dir: Path, roles: list[str]) -> KeyRing:
@@ -267,7 +285,7 @@ def run_reference_pipeline(
     if data is None:
         if sha256 or target:
             raise InputError("--sha256 and --target go with --data")
-        source_uri, pinned, target_column = _file_uri(SAMPLE.path()), SAMPLE.sha256, SAMPLE.target
+        source_uri, pinned, target_column = local_file_uri(SAMPLE.path()), SAMPLE.sha256, SAMPLE.target
     else:
         if not sha256 or not target:
             raise InputError("--data needs --sha256 (the pinned digest) and --target (the label column)")
@@ -280,7 +298,7 @@ def run_reference_pipeline(
             local = Path(urlparse(text).path if text.startswith("file://") else text).absolute()
             if not local.exists():
                 raise InputError(f"{text}: no such file")
-            source_uri = _file_uri(local)
+            source_uri = local_file_uri(local)
 
     if identity not in IDENTITY_MODES:
         raise InputError(f"--identity {identity!r}: expected one of {', '.join(IDENTITY_MODES)}")
@@ -330,20 +348,20 @@ def run_reference_pipeline(
         owner_key_path = ring.public_key_path("owner")  # type: ignore[union-attr]
 
     params = {
-        "source_uri": _kfp_safe(source_uri),
+        "source_uri": kfp_safe(source_uri),
         "expected_sha256": pinned,
         "target_column": target_column,
-        "layout_uri": _file_uri(layout_path),
+        "layout_uri": local_file_uri(layout_path),
         "layout_sha256": layout_sha256,
         "owner_public_key": public_key_pem(owner.public_key),
-        "registry_uri": _file_uri(workdir / "registry"),
+        "registry_uri": local_file_uri(workdir / "registry"),
         "model_name": model_name,
         "estimator": estimator,
         "hyperparameters": hyperparameters,
         "tabular_schema": tabular_schema,
         "identity": identity,
         "allow_service_account_key": allow_service_account_key,
-        **{param: _kfp_safe(references[step]) for step, param in _SIGNER_PARAM.items()},
+        **{param: kfp_safe(references[step]) for step, param in _SIGNER_PARAM.items()},
     }
     log_path = run_dir / "pipeline.log"
     with open(log_path, "w", encoding="utf-8") as log:

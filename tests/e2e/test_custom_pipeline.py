@@ -15,7 +15,7 @@ from chainproof.components import register_model, secure_ingest, sign_and_attest
 from chainproof.errors import ChainError
 from chainproof.policy import REFERENCE_STEPS, generate_layout, insert_transform, sign_layout
 from chainproof.registry import LocalModelRegistry
-from chainproof.runner import SAMPLE
+from chainproof.runner import SAMPLE, kfp_safe, local_file_uri
 from chainproof.signing import init_keys, load_public_key, load_signer, public_key_pem
 from chainproof.verify import verify_bundle
 
@@ -79,10 +79,11 @@ def layout(tmp_path):
 def test_own_preprocessing_step_runs_inside_the_chain(layout, tmp_path):
     ring, owner, layout_sha = layout
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-    task = my_pipeline(source_uri=str(SAMPLE.path()), expected_sha256=SAMPLE.sha256,
-                       layout_uri=str(tmp_path / "root.layout"), layout_sha256=layout_sha,
-                       registry_uri=str(tmp_path / "registry"),
-                       **{f"{k}_key": ring.signer_reference(step) for k, step in (
+    # kfp.local rewrites "python3" inside parameter values: pass local paths through kfp_safe.
+    task = my_pipeline(source_uri=local_file_uri(SAMPLE.path()), expected_sha256=SAMPLE.sha256,
+                       layout_uri=local_file_uri(tmp_path / "root.layout"), layout_sha256=layout_sha,
+                       registry_uri=local_file_uri(tmp_path / "registry"),
+                       **{f"{k}_key": kfp_safe(ring.signer_reference(step)) for k, step in (
                            ("ingest", "secure_ingest"), ("prep", "preprocess"), ("train", "train_model"),
                            ("attest", "sign_and_attest"), ("gate", "verify_chain"), ("register", "register_model"))})
     entry = LocalModelRegistry(tmp_path / "registry").resolve(task.output)

@@ -72,10 +72,10 @@ def test_trust_store_ignores_files_whose_name_is_not_their_key_id(tmp_path):
 
 def test_signer_reference_survives_percent_and_python3_in_the_path(tmp_path):
     # kfp.local rewrites "python3" in parameters; chainproof's runner encodes it.
-    from chainproof.runner import _kfp_safe
+    from chainproof.runner import kfp_safe
 
     ring = init_keys(tmp_path / "lib" / "python3.11" / "100%" / "k", roles=["a"])
-    reference = _kfp_safe(ring.signer_reference("a"))
+    reference = kfp_safe(ring.signer_reference("a"))
     assert "python3" not in reference
     assert load_signer(reference).keyid == ring.roles["a"]
 
