@@ -134,3 +134,41 @@ def test_benign_model_is_refused_without_its_classes_in_the_allowlist(benign_fol
     )
     report = scan_file(benign_folder / "models" / "svc.p4.pkl", allowlist=empty)
     assert "sklearn.svm._classes.SVC" in {f.what for f in report.findings}
+
+
+# Large array payloads in a regular file are seeked over, not read: the verdicts must not change.
+def _big_joblib(path: Path) -> Path:
+    import joblib
+    import numpy as np
+
+    joblib.dump({"w": np.arange(600_000, dtype=np.float64), "b": np.zeros(3)}, path)  # 4.8 MB payload
+    return path
+
+
+def test_accepts_joblib_with_large_array_payload_seeked_over(tmp_path: Path) -> None:
+    report = scan_file(_big_joblib(tmp_path / "model.joblib"))
+    assert report.findings == [] and report.kind == "joblib" and report.facts["inline_arrays"] == 2
+
+
+def test_rejects_joblib_truncated_inside_large_array_payload(tmp_path: Path) -> None:
+    path = _big_joblib(tmp_path / "model.joblib")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    report = scan_file(path)
+    assert [(f.what, "truncated" in f.reason) for f in report.findings] == [("NumpyArrayWrapper", True)]
+
+
+def test_rejects_joblib_whose_large_array_payload_passes_the_size_limit(tmp_path: Path) -> None:
+    report = scan_file(_big_joblib(tmp_path / "model.joblib"), limits=ScanLimits(max_file_bytes=2_000_000))
+    assert report.findings and "limit" in report.findings[0].reason
+
+
+def test_rejects_global_hidden_after_a_large_array_payload(tmp_path: Path) -> None:
+    path = _big_joblib(tmp_path / "model.joblib")
+    # Replace the trailing STOP with a pickle that names os.system: it comes after the
+    # seeked-over payload, and must still be walked.
+    data = path.read_bytes()
+    assert data.endswith(b".")
+    path.write_bytes(data[:-1] + b"cos\nsystem\n0.")
+    report = scan_file(path)
+    assert any("os.system" in f.what or "os" in f.what for f in report.findings), report.findings

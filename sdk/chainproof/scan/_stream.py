@@ -12,11 +12,16 @@ however deeply streams are nested, and every finding knows its offset.
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 from typing import BinaryIO, Protocol
 
 from chainproof.scan.report import Finding
 
 _CHUNK = 1 << 16
+#: Skips longer than this seek in a regular file instead of reading (array payloads).
+_SEEK_OVER = 1 << 20
 
 
 class ScanAbort(Exception):
@@ -105,6 +110,8 @@ class _Stream:
 
     def skip(self, n: int) -> int:
         """Consume ``n`` bytes without keeping them; return how many were there."""
+        if n > _SEEK_OVER and self._regular_file():
+            return self._seek_over(n)
         done = 0
         while done < n:
             got = len(self.read(min(_CHUNK, n - done)))
@@ -112,6 +119,40 @@ class _Stream:
                 break
             done += got
         return done
+
+    def _regular_file(self) -> bool:
+        # Only a plain file opened by the scanner: archive members and decompressors
+        # must be read through (their limits and checks count every byte).
+        if not isinstance(self.raw, (io.BufferedReader, io.FileIO)):
+            return False
+        try:
+            return stat.S_ISREG(os.fstat(self.raw.fileno()).st_mode)
+        except (OSError, ValueError):
+            return False
+
+    def _seek_over(self, n: int) -> int:
+        # Bytes that are skipped are never interpreted, so seeking past them reaches the
+        # same state as reading them: the same position, the same limit, and the same
+        # count when the file is shorter than ``n`` (the caller reports the truncation).
+        if self.pos + n > self.max_bytes:
+            raise ScanAbort(
+                Finding(self.label, self.max_bytes, self.what, f"more than {self.max_bytes} bytes (the limit)")
+            )
+        buffered = min(n, len(self._buf))
+        self._buf = self._buf[buffered:]
+        self.pos += buffered
+        want = n - buffered
+        if want and not self._eof:
+            raw = self.raw
+            here = raw.tell()  # type: ignore[union-attr]
+            size = os.fstat(raw.fileno()).st_size  # type: ignore[union-attr]
+            moved = max(0, min(want, size - here))
+            raw.seek(here + moved)  # type: ignore[union-attr]
+            self.pos += moved
+            if moved < want:
+                self._eof = True
+            return buffered + moved
+        return buffered
 
     def at_eof(self) -> bool:
         """Return whether no byte is left."""
