@@ -13,8 +13,19 @@ modules, one concern each: :mod:`~chainproof.digests`, :mod:`~chainproof.storage
 :mod:`~chainproof.registry`, :mod:`~chainproof.steps` and :mod:`~chainproof.cli`.
 """
 
+from typing import Any
+
 from chainproof._version import __version__
 from chainproof.errors import ChainproofError, VerificationError
-from chainproof.verify import VerificationResult, verify_bundle
 
 __all__ = ["ChainproofError", "VerificationError", "VerificationResult", "__version__", "verify_bundle"]
+
+
+def __getattr__(name: str) -> Any:
+    # The verifier pulls in in-toto, securesystemslib and the cloud clients: import it
+    # when it is used, so `chainproof scan` and the components start fast.
+    if name in ("VerificationResult", "verify_bundle"):
+        from chainproof import verify
+
+        return getattr(verify, name)
+    raise AttributeError(f"module 'chainproof' has no attribute {name!r}")
