@@ -9,18 +9,14 @@ the real ``google-cloud-kms``.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections import Counter
 from concurrent import futures
 from pathlib import Path
 
 import google_crc32c
 import grpc
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from cryptography.x509.oid import NameOID
 from google.cloud import kms_v1
 
 SERVICE = "google.cloud.kms.v1.KeyManagementService"
@@ -29,26 +25,12 @@ P256 = kms_v1.CryptoKeyVersion.CryptoKeyVersionAlgorithm.EC_SIGN_P256_SHA256
 
 def write_self_signed_cert(directory: Path) -> tuple[Path, bytes, bytes]:
     """A self-signed certificate for 127.0.0.1; returns (cert path, key PEM, cert PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    path = directory / "kms-tls.pem"
-    path.write_bytes(cert_pem)
-    return path, key_pem, cert_pem
+    from tests.integration.servers import make_self_signed_cert
+
+    tls = directory / "kms-tls"
+    tls.mkdir(exist_ok=True)
+    cert_path, key_path = make_self_signed_cert(tls)
+    return cert_path, key_path.read_bytes(), cert_path.read_bytes()
 
 
 def _crc(data: bytes) -> int:
