@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import random
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -169,20 +171,52 @@ class TransientError(Exception):
     """A fault worth retrying: a 5xx, a reset connection, a truncated body."""
 
 
+class _BackgroundHash:
+    """SHA-256 on a second thread, so hashing overlaps the network and the disk.
+
+    hashlib releases the GIL while it hashes, and so do socket reads and file writes:
+    the download thread only queues each chunk (bounded: memory stays flat).
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._hash = hashlib.sha256()
+        self._thread = threading.Thread(target=self._run, name="chainproof-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
+
+
 class _QuarantineWriter:
     """A write-only file that hashes and counts what it is given, within a byte limit."""
 
     def __init__(self, f: BinaryIO, uri: str, max_bytes: int) -> None:
         self._f, self._uri, self._max = f, uri, max_bytes
-        self._hash = hashlib.sha256()
+        self._hash = _BackgroundHash()
         self.size = 0
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
         if self.size > self._max:
             raise ArtifactRefused(self._uri, f"larger than the {self._max}-byte limit")
-        self._hash.update(data)
-        return self._f.write(data)
+        # Queue an immutable copy: a caller may reuse its buffer once write() returns.
+        chunk = data if isinstance(data, bytes) else bytes(data)
+        self._hash.update(chunk)
+        return self._f.write(chunk)
 
     def tell(self) -> int:
         return self.size
@@ -194,12 +228,17 @@ class _QuarantineWriter:
         if pos == 0 and whence == 0:
             self._f.seek(0)
             self._f.truncate()
-            self._hash = hashlib.sha256()
+            self._hash.close()
+            self._hash = _BackgroundHash()
             self.size = 0
         return self.size
 
     def flush(self) -> None:
         self._f.flush()
+
+    def close(self) -> None:
+        """Stop the hashing thread (idempotent)."""
+        self._hash.close()
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
@@ -557,19 +596,22 @@ def fetch(
         source.prepare()
         with os.fdopen(fd, "w+b") as out:
             writer = _QuarantineWriter(out, shown, limits.max_bytes)
-            delays = options.retry.delays()
-            while True:
-                try:
-                    source.download(writer)
-                    break
-                except TransientError as exc:
-                    delay = next(delays, None)
-                    if delay is None:
-                        raise ArtifactRefused(
-                            shown, f"download failed after {options.retry.attempts} attempts ({exc})"
-                        ) from exc
-                    sleep(delay)
-        actual = writer.hexdigest()
+            try:
+                delays = options.retry.delays()
+                while True:
+                    try:
+                        source.download(writer)
+                        break
+                    except TransientError as exc:
+                        delay = next(delays, None)
+                        if delay is None:
+                            raise ArtifactRefused(
+                                shown, f"download failed after {options.retry.attempts} attempts ({exc})"
+                            ) from exc
+                        sleep(delay)
+                actual = writer.hexdigest()
+            finally:
+                writer.close()
         generation = source.generation()
         if expected is not None and actual != expected:
             raise DigestMismatch(shown, expected, actual, context=f"generation {generation}" if generation else "")
