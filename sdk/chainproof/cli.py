@@ -296,6 +296,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         f"vertex://projects/{args.project}/locations/{args.region}?artifacts={args.pipeline_root.rstrip('/')}/registry",
     )
     params.setdefault("builder_id", "https://chainproof.dev/builders/vertex-ai-pipelines")
+    # On Vertex AI every step resolves its workload identity (a local user means nothing there).
+    params.setdefault("identity", "gcp")
     run = submit_pipeline(
         template=Path(args.template),
         project=args.project,
@@ -306,6 +308,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         step_keys=step_keys,
         parameters=params,
         display_name=args.display_name,
+        expected_principals=_pairs(args.expect_principal, "--expect-principal"),
         **_vertex_access(),
     )
     if args.format == "json":
@@ -384,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--keys", default="chainproof-work/keys", help="folder of the steps' public keys STEP.pub (default: ./chainproof-work/keys)")
     submit.add_argument("--template", default="pipeline.yaml", help="the compiled pipeline (default: pipeline.yaml)")
     submit.add_argument("--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
+    submit.add_argument("--expect-principal", action="append", metavar="STEP=EMAIL",
+                        help="pin the service account a step must run as, in the owner-signed layout (repeatable)")
     submit.add_argument("--display-name")
     submit.add_argument("--format", choices=["text", "json"], default="text")
     submit.set_defaults(func=_cmd_submit)

@@ -184,6 +184,7 @@ def submit_pipeline(
     api_endpoint: str | None = None,
     gcs_client_factory: Any = None,
     steps: Any = None,
+    expected_principals: Mapping[str, str] | None = None,
 ) -> SubmittedRun:
     """Sign the run's layout as the owner, stage it, and submit the compiled pipeline.
 
@@ -204,6 +205,9 @@ def submit_pipeline(
         gcs_client_factory: builds the ``storage.Client``.
         steps: the pipeline's steps for the layout (default: the reference pipeline's;
             pass ``policy.insert_transform(...)``'s result for a pipeline with your own step).
+        expected_principals: step name to the service account it must run as, pinned in
+            the owner-signed layout: a step that runs as anyone else refuses to run, and
+            verification fails.
 
     Returns:
         The submitted run.
@@ -217,7 +221,7 @@ def submit_pipeline(
     """
     from google.cloud import aiplatform
 
-    from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
+    from chainproof.policy import EXT_EXPECTED_PRINCIPALS, REFERENCE_STEPS, generate_layout, sign_layout
     from chainproof.registry import digest_labels
     from chainproof.signing import load_signer, public_key_pem
 
@@ -243,7 +247,11 @@ def submit_pipeline(
 
     # The owner signs here, outside the pipeline: the job only ever sees the digest.
     owner = load_signer(owner_signer)
-    layout = sign_layout(generate_layout(layout_steps, dict(step_keys)), owner)
+    unknown = sorted(set(expected_principals or {}) - {s.name for s in layout_steps})
+    if unknown:
+        raise InputError(f"--expect-principal: the pipeline has no step {', '.join(unknown)}")
+    extensions = {EXT_EXPECTED_PRINCIPALS: dict(expected_principals)} if expected_principals else None
+    layout = sign_layout(generate_layout(layout_steps, dict(step_keys), extensions=extensions), owner)
     layout_sha256 = hashlib.sha256(layout).hexdigest()
     if gcs_client_factory is not None:
         gcs = gcs_client_factory()

@@ -191,6 +191,30 @@ def test_submit_signs_and_stages_the_layout_and_runs_as_the_dedicated_service_ac
     assert summary["job"] == job.name or summary["job"].startswith(f"projects/{PROJECT}/locations/{REGION}/pipelineJobs/")
 
 
+def test_submit_pins_step_principals_in_the_signed_layout_and_steps_use_workload_identity(submit_env, capsys):
+    from chainproof.policy import layout_extensions
+
+    client, fake, ring = submit_env
+    args = _submit_args(ring, sa="trainer@proj.iam.gserviceaccount.com") + [
+        "--expect-principal", "train_model=train@proj.iam.gserviceaccount.com",
+        "--expect-principal", "register_model=registrar@proj.iam.gserviceaccount.com"]
+    assert main(args) == 0
+    [req] = fake.calls("CreatePipelineJob")
+    values = dict(req.pipeline_job.runtime_config.parameter_values)
+    assert values["identity"] == "gcp"
+    uri = values["layout_uri"].partition("#")[0]
+    _, layout = load_layout(client.bucket(BUCKET).blob(uri.split("/", 3)[3]).download_as_bytes())
+    assert layout_extensions(layout)["expected_principals"] == {
+        "train_model": "train@proj.iam.gserviceaccount.com", "register_model": "registrar@proj.iam.gserviceaccount.com"}
+
+
+def test_submit_refuses_a_principal_for_an_unknown_step(submit_env):
+    client, fake, ring = submit_env
+    args = _submit_args(ring, sa="trainer@proj.iam.gserviceaccount.com") + ["--expect-principal", "trainer=x@p.iam.gserviceaccount.com"]
+    assert main(args) == 2
+    assert fake.calls("CreatePipelineJob") == []
+
+
 @pytest.mark.parametrize("sa", ["", "123456789012-compute@developer.gserviceaccount.com"])
 def test_submit_refuses_default_service_account_before_anything_is_sent(submit_env, sa, capsys):
     client, fake, ring = submit_env
