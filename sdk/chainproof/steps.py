@@ -129,7 +129,18 @@ def _staged(final: Path) -> Iterator[Path]:
         yield staging
         if final.exists():
             final.rmdir()
-        os.rename(staging, final)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            # Cloud Storage FUSE (the /gcs mount of Vertex AI Pipelines) refuses to rename
+            # non-empty folders by default: publish by copying instead. The step has already
+            # verified and signed everything, and a failed task's outputs are never consumed.
+            try:
+                shutil.copytree(staging, final, dirs_exist_ok=True)
+            except BaseException:
+                shutil.rmtree(final, ignore_errors=True)
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -215,3 +215,19 @@ def test_gate_refuses_unsafe_model_even_when_training_attested_it(pipeline_keys,
         verify_chain.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
                                  signer=pipeline_keys.signer("verify_chain"), chain_out=chain_g)
     assert not Path(chain_g.path).exists()
+
+
+def test_outputs_are_published_where_folders_cannot_be_renamed(pipeline_keys, tmp_path, monkeypatch):
+    # Cloud Storage FUSE (Vertex AI's /gcs mount) refuses to rename non-empty folders.
+    import errno
+
+    from chainproof import steps
+
+    def refuse(src, dst):
+        raise OSError(errno.EXDEV, "rename not supported")
+
+    monkeypatch.setattr(steps.os, "rename", refuse)
+    dataset, chain = _ingest(pipeline_keys, tmp_path)
+    assert (Path(dataset.path) / "breast_cancer.csv").is_file()
+    assert len(list((Path(chain.path) / "links").glob("secure_ingest.*.link"))) == 1
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
