@@ -193,28 +193,29 @@ def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
     write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _allowlist(extra: str) -> Allowlist:
-    """The shipped allowlist, extended by a JSON list of ``module:qualname`` names."""
-    allowlist = Allowlist.default()
-    if not extra.strip():
-        return allowlist
-    try:
-        names = json.loads(extra)
-    except ValueError as exc:
-        raise InputError(f"allowlist_extra: expected a JSON list of 'module:qualname' strings ({exc})") from exc
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise InputError("allowlist_extra: expected a JSON list of 'module:qualname' strings")
-    return allowlist.extend(names)
-
-
-def _tabular_schema(text: str) -> TabularSchema | None:
+def _json_parameter(text: str, name: str) -> Any:
+    """Parse a JSON-valued step parameter; ``None`` when it is empty."""
     if not text.strip():
         return None
     try:
-        doc = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
-        raise InputError(f"tabular_schema: not JSON ({exc})") from exc
-    return TabularSchema.from_dict(doc)
+        raise InputError(f"{name}: not JSON ({exc})") from exc
+
+
+def _allowlist(extra: str) -> Allowlist:
+    """The shipped allowlist, extended by a JSON list of ``module:qualname`` names."""
+    names = _json_parameter(extra, "allowlist_extra")
+    if names is None:
+        return Allowlist.default()
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError("allowlist_extra: expected a JSON list of 'module:qualname' strings")
+    return Allowlist.default().extend(names)
+
+
+def _tabular_schema(text: str) -> TabularSchema | None:
+    doc = _json_parameter(text, "tabular_schema")
+    return None if doc is None else TabularSchema.from_dict(doc)
 
 
 def _scan_dir(directory: Path, prefix: str, allowlist: Allowlist, schema: TabularSchema | None = None) -> dict[str, Any]:
