@@ -63,7 +63,9 @@ from chainproof.verify import (
 __all__ = [
     "FAILURE_MARKER",
     "IdentityPolicy",
+    "RunConfig",
     "StepContext",
+    "current_step",
     "merge_chains",
     "open_step",
     "report_step_failure",
@@ -91,6 +93,91 @@ class IdentityPolicy:
     def resolve(self) -> Principal:
         """Resolve the principal under this policy (see :func:`chainproof.identity.resolve_principal`)."""
         return resolve_principal(mode=self.mode, allow_service_account_key=self.allow_service_account_key)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a pipeline run hands every step, besides the user's own parameters.
+
+    It travels as one hidden pipeline parameter (JSON), never in user code. Nothing
+    in it is secret: signer references name keys, they do not hold them.
+
+    Attributes:
+        layout_uri: where the owner-signed layout is.
+        layout_sha256: its pinned SHA-256 (the root of trust inside the pipeline).
+        signers: step name to signer reference (``file:``, ``gcpkms://``, ``sigstore:``).
+        run: the run nonce every first step writes into ``run/id``.
+        identity: the credential policy of every step.
+        owner_public_key: the owner's public key PEM (checked against the layout, never trusted alone).
+        registry_uri: where ``register_model`` registers (unless the task names one).
+        builder_id: the SLSA builder id of this runner.
+        component_image: the component image reference (with digest), when known.
+        pipeline_template_sha256: SHA-256 of the compiled pipeline, when known.
+    """
+
+    layout_uri: str
+    layout_sha256: str
+    signers: Mapping[str, str]
+    run: str
+    identity: IdentityPolicy = IdentityPolicy()
+    owner_public_key: str = ""
+    registry_uri: str = ""
+    builder_id: str = "https://chainproof.dev/builders/kfp-local"
+    component_image: str = ""
+    pipeline_template_sha256: str = ""
+
+    def to_json(self) -> str:
+        """Return the JSON text of the hidden parameter."""
+        doc = {k: v for k, v in self.__dict__.items() if k != "identity"}
+        doc["signers"] = dict(self.signers)
+        doc["identity"] = {"mode": self.identity.mode, "allow_service_account_key": self.identity.allow_service_account_key}
+        return json.dumps(doc, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, step: str) -> RunConfig:
+        """Parse the hidden parameter.
+
+        Args:
+            text: its JSON text.
+            step: the running step, named in errors.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            InputError: it is missing or malformed.
+        """
+        if not text.strip():
+            raise InputError(
+                f"step {step}: no chainproof run configuration; run the pipeline with `chainproof run --pipeline`, "
+                "chainproof.local.run or `chainproof submit`"
+            )
+        try:
+            doc = json.loads(text)
+            identity = doc.pop("identity", {}) or {}
+            doc["identity"] = IdentityPolicy(mode=str(identity.get("mode", "local")),
+                                             allow_service_account_key=bool(identity.get("allow_service_account_key", False)))
+            doc["signers"] = {str(k): str(v) for k, v in (doc.get("signers") or {}).items()}
+            return cls(**doc)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"step {step}: malformed chainproof run configuration ({type(exc).__name__})") from exc
+
+
+_CURRENT: list[StepContext] = []
+
+
+def current_step() -> StepContext:
+    """Return the step context a chainproof component runs inside.
+
+    Returns:
+        The open :class:`StepContext` (set by :mod:`chainproof._exec` around the component).
+
+    Raises:
+        InputError: the code is not running inside a chainproof step.
+    """
+    if not _CURRENT:
+        raise InputError("not inside a chainproof step: run the component in a pipeline built with chainproof.dsl")
+    return _CURRENT[-1]
 
 
 def report_step_failure(step: str, error: ChainproofError) -> None:
@@ -207,6 +294,7 @@ class StepContext:
         products: logical name to SHA-256 of what the step made.
         parameters: non-secret parameters recorded in the link.
         signed: the link file, once :meth:`sign` wrote it.
+        settings: the run configuration, inside a pipeline built with :mod:`chainproof.dsl`.
     """
 
     step: str
@@ -221,6 +309,7 @@ class StepContext:
     products: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     signed: Path | None = None
+    settings: RunConfig | None = None
     _stack: ExitStack = field(default_factory=ExitStack, repr=False)
     _private: Path | None = field(default=None, repr=False)
     _received: dict[tuple[str, str], tuple[Path, dict[str, str]]] = field(default_factory=dict, repr=False)

@@ -164,7 +164,7 @@ def _ingest_record(ctx: StepContext) -> Any:
     raise ChainError(ctx.step, "no ingest step in the verified chain (nothing pinned the data)")
 
 
-def _model_prefix(ctx: StepContext) -> str:
+def model_prefix(ctx: StepContext) -> str:
     """The logical prefix of the model files (``model`` unless the layout says otherwise)."""
     return str(layout_extensions(ctx.layout).get("model_prefix") or "model")
 
@@ -716,11 +716,11 @@ def gate_work(
         MetricBelowThreshold: a metric misses its threshold.
     """
     checks = list(ctx.checks)
-    files, model_checks, _ = verify_model_evidence(ctx.chain, ctx.layout, ctx.records, model, prefix=_model_prefix(ctx))
+    files, model_checks, _ = verify_model_evidence(ctx.chain, ctx.layout, ctx.records, model, prefix=model_prefix(ctx))
     checks += model_checks
     allowlist = _allowlist(allowlist_extra)
     # Nothing reaches the registry, or a serving container, that was not scanned.
-    scan = _scan_dir(model, _model_prefix(ctx), allowlist)
+    scan = _scan_dir(model, model_prefix(ctx), allowlist)
     ctx.add_evidence("reports/scan-model.json", scan)
     _refuse_unsafe(scan, "model")
     checks.append(f"model scan: {scan['files']} files {scan['verdict']} (allowlist v{allowlist.describe().get('version')})")
@@ -831,7 +831,7 @@ def register_work(
     # without a gate step still registers nothing unverified.
     if not any("attestations/vsa.json" in r.products for r in ctx.records.values()):
         raise ArtifactRefused("attestations/vsa.json", "no verification summary: the gate did not pass")
-    prefix = _model_prefix(ctx)
+    prefix = model_prefix(ctx)
     files, model_checks, _ = verify_model_evidence(ctx.chain, ctx.layout, ctx.records, model, prefix=prefix)
     verified = VerificationResult(
         layout_sha256=ctx.layout_sha256, owner_keyid="", steps=list(ctx.records.values()),
