@@ -72,8 +72,6 @@ def _cmd_keys_init(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from chainproof.runner import run_reference_pipeline
-
     console = Console(stderr=True, highlight=False)
     started: dict[str, float] = {}
 
@@ -91,7 +89,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.layout_allow_service_account_key:
         allowed = list(dict.fromkeys(args.layout_allow_service_account_key))
         layout_ext["allow_service_account_keys"] = True if "all" in allowed else allowed
-    result = run_reference_pipeline(
+    if args.pipeline:
+        from chainproof.local import coerce_parameters, load_pipeline
+        from chainproof.runner import run_pipeline
+
+        clash = [flag for flag, value in (("--data", args.data), ("--sha256", args.sha256), ("--target", args.target),
+                                          ("--schema", args.schema)) if value]
+        if clash:
+            raise InputError(f"{clash[0]} is for the reference pipeline; with --pipeline give --param NAME=VALUE")
+        pipeline_func = load_pipeline(args.pipeline)
+        result = run_pipeline(
+            pipeline_func,
+            coerce_parameters(pipeline_func, _pairs(args.param, "--param")),
+            workdir=Path(args.workdir),
+            trust_dir=default_trust_dir(),
+            progress=progress,
+            identity=args.identity,
+            allow_service_account_key=args.allow_service_account_key,
+            adc_credentials_file=os.environ.get(ADC_ENV) or None,
+            signers=_pairs(args.signer, "--signer"),
+            owner_signer=args.owner_signer,
+            expected_principals=_pairs(args.expect_principal, "--expect-principal"),
+            layout_extensions=layout_ext,
+        )
+    else:
+        if args.param:
+            raise InputError("--param goes with --pipeline FILE.py:NAME")
+        result = _run_reference(args, progress, layout_ext)
+    if args.format == "json":
+        _print_json(result.to_dict())
+        return 0
+    print(f"OK: registered {result.registered}")
+    print(f"  model        {result.model}")
+    print(f"  model sha256 {result.model_sha256}")
+    print(f"  bundle       {result.bundle}")
+    print(f"  owner key    {result.owner_key}")
+    print(f"verify it:     chainproof verify {result.bundle} --owner-key {result.owner_key}")
+    return 0
+
+
+def _run_reference(args: argparse.Namespace, progress: Any, layout_ext: dict[str, Any]) -> Any:
+    from chainproof.runner import run_reference_pipeline
+
+    return run_reference_pipeline(
         workdir=Path(args.workdir),
         trust_dir=default_trust_dir(),
         data=args.data or None,
@@ -112,16 +152,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
         layout_extensions=layout_ext,
     )
-    if args.format == "json":
-        _print_json(result.to_dict())
-        return 0
-    print(f"OK: registered {result.registered}")
-    print(f"  model        {result.model}")
-    print(f"  model sha256 {result.model_sha256}")
-    print(f"  bundle       {result.bundle}")
-    print(f"  owner key    {result.owner_key}")
-    print(f"verify it:     chainproof verify {result.bundle} --owner-key {result.owner_key}")
-    return 0
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -345,7 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--format", choices=["text", "json"], default="text")
     init.set_defaults(func=_cmd_keys_init)
 
-    run = sub.add_parser("run", help="run the reference pipeline locally (kfp.local) and verify it")
+    run = sub.add_parser("run", help="run a pipeline locally (kfp.local) and verify what it registered")
+    run.add_argument("--pipeline", metavar="FILE.py:NAME",
+                     help="your own pipeline (built with chainproof.dsl); default: the reference pipeline")
+    run.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="a parameter of --pipeline (repeatable; local paths become file:// URIs)")
     run.add_argument("--workdir", default="chainproof-work", help="keys, runs and the local registry (default: ./chainproof-work)")
     run.add_argument("--data", help="your own CSV: a path or a gs://, https://, s3:// URI (default: the built-in sample)")
     run.add_argument("--sha256", help="pinned SHA-256 of --data")
