@@ -295,7 +295,12 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from chainproof.vertex import compile_pipeline
 
     output = Path(args.output)
-    digest = compile_pipeline(image=args.image, output=output, target=args.target)
+    pipeline_func = None
+    if args.pipeline:
+        from chainproof.local import load_pipeline
+
+        pipeline_func = load_pipeline(args.pipeline)
+    digest = compile_pipeline(image=args.image, output=output, target=args.target, pipeline_func=pipeline_func)
     if args.format == "json":
         _print_json({"template": str(output), "template_sha256": digest, "image": args.image, "target": args.target})
         return 0
@@ -314,20 +319,29 @@ def _parse_params(items: list[str] | None) -> dict[str, str]:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from chainproof.policy import REFERENCE_STEPS
+    import yaml
+
+    from chainproof.dsl import derive_graph
     from chainproof.signing import load_public_key
     from chainproof.vertex import submit_pipeline
 
+    template = Path(args.template)
+    if args.pipeline:
+        from chainproof.local import load_pipeline
+        from chainproof.vertex import compile_pipeline
+
+        if not args.image:
+            raise InputError("--pipeline needs --image REGISTRY/PATH@sha256:DIGEST to compile it for Vertex AI")
+        compile_pipeline(image=args.image, output=template, pipeline_func=load_pipeline(args.pipeline))
+    if not template.is_file():
+        raise InputError(f"{template}: no compiled pipeline (run chainproof compile, or give --pipeline and --image)")
+    try:
+        steps = derive_graph(yaml.safe_load(template.read_text())).step_names
+    except yaml.YAMLError as exc:
+        raise InputError(f"{template}: not a compiled KFP pipeline (YAML error)") from exc
     keys_dir = Path(args.keys)
-    step_keys = {s.name: load_public_key(keys_dir / f"{s.name}.pub") for s in REFERENCE_STEPS}
+    step_keys = {step: load_public_key(keys_dir / f"{step}.pub") for step in steps}
     params = _parse_params(args.param)
-    params.setdefault(
-        "registry_uri",
-        f"vertex://projects/{args.project}/locations/{args.region}?artifacts={args.pipeline_root.rstrip('/')}/registry",
-    )
-    params.setdefault("builder_id", "https://chainproof.dev/builders/vertex-ai-pipelines")
-    # On Vertex AI every step resolves its workload identity (a local user means nothing there).
-    params.setdefault("identity", "gcp")
     run = submit_pipeline(
         template=Path(args.template),
         project=args.project,
@@ -336,6 +350,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         service_account=args.service_account or "",
         owner_signer=args.owner_signer,
         step_keys=step_keys,
+        signers=_pairs(args.signer, "--signer"),
         parameters=params,
         display_name=args.display_name,
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
@@ -407,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="compile the reference pipeline with every component on one digest-pinned image")
     comp.add_argument("--image", required=True, help="REGISTRY/PATH@sha256:DIGEST (a tag alone is refused)")
+    comp.add_argument("--pipeline", metavar="FILE.py:NAME", help="your own pipeline (default: the reference pipeline)")
     comp.add_argument("-o", "--output", default="pipeline.yaml", help="the pipeline YAML to write (default: pipeline.yaml)")
     comp.add_argument("--target", choices=["vertex", "local"], default="vertex", help="where it will run (sets the SLSA builder id)")
     comp.add_argument("--format", choices=["text", "json"], default="text")
@@ -420,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--owner-signer", required=True, help="the owner's signer reference, e.g. file:keys/owner.pem")
     submit.add_argument("--keys", default="chainproof-work/keys", help="folder of the steps' public keys STEP.pub (default: ./chainproof-work/keys)")
     submit.add_argument("--template", default="pipeline.yaml", help="the compiled pipeline (default: pipeline.yaml)")
+    submit.add_argument("--pipeline", metavar="FILE.py:NAME", help="compile and submit your own pipeline (with --image)")
+    submit.add_argument("--image", help="with --pipeline: REGISTRY/PATH@sha256:DIGEST every component runs")
+    submit.add_argument("--signer", action="append", metavar="STEP=REF",
+                        help="signer of one step, e.g. gcpkms://projects/.../cryptoKeyVersions/1 (one per step; repeatable)")
     submit.add_argument("--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
     submit.add_argument("--expect-principal", action="append", metavar="STEP=EMAIL",
                         help="pin the service account a step must run as, in the owner-signed layout (repeatable)")

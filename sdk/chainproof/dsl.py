@@ -210,6 +210,9 @@ class PipelineGraph:
 
 
 def _ir(pipeline_func: Any) -> dict[str, Any]:
+    if isinstance(pipeline_func, Mapping):
+        # A compiled template (the IR as YAML/JSON): what is submitted is what is derived.
+        return dict(pipeline_func)
     from google.protobuf import json_format
 
     return json_format.MessageToDict(pipeline_func.pipeline_spec)
@@ -246,7 +249,7 @@ def derive_graph(pipeline_func: Any) -> PipelineGraph:
     DISALLOWed.
 
     Args:
-        pipeline_func: a pipeline built with :func:`pipeline`.
+        pipeline_func: a pipeline built with :func:`pipeline`, or its compiled IR (a mapping).
 
     Returns:
         The steps and the graph extension.
@@ -258,7 +261,7 @@ def derive_graph(pipeline_func: Any) -> PipelineGraph:
             two inputs of one task with the same logical name. The message names the
             task and the input.
     """
-    if not is_chainproof_pipeline(pipeline_func):
+    if not isinstance(pipeline_func, Mapping) and not is_chainproof_pipeline(pipeline_func):
         raise InputError("not a chainproof pipeline: decorate it with @chainproof.dsl.pipeline")
     ir = _ir(pipeline_func)
     name = str(ir.get("pipelineInfo", {}).get("name", "pipeline"))
