@@ -33,7 +33,7 @@ from securesystemslib.signer import SSlibKey
 from chainproof._version import __version__
 from chainproof.attest import sign_model, sign_statement, utc_now, write_atomic
 from chainproof.digests import check_sha256_hex, digest_tree, manifest_digest, sha256_file
-from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, InputError
+from chainproof.errors import ArtifactRefused, ChainError, InputError
 from chainproof.identity import Principal
 from chainproof.policy import RUN_ID, layout_extensions
 from chainproof.registry import ModelRegistry, registry_for

@@ -18,8 +18,7 @@ from kfp.dsl import Dataset, Input, Output
 
 from chainproof import dsl
 from chainproof.components import components_for_image, secure_ingest
-from chainproof.errors import ChainError, DigestMismatch, InputError
-from chainproof.registry import LocalModelRegistry
+from chainproof.errors import ChainError, InputError
 from chainproof.runner import StepFailed, run_pipeline
 from chainproof.verify import verify_bundle
 
