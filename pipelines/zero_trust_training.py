@@ -49,6 +49,8 @@ def build_zero_trust_training(components: ComponentSet) -> Any:
         tabular_schema: str = "",
         min_metrics: str = "",
         max_metrics: str = "",
+        drop: str = "",
+        task: str = "classification",
     ) -> str:
         """Ingest, train, sign, verify and register a model with an in-toto attestation at every step.
 
@@ -66,6 +68,8 @@ def build_zero_trust_training(components: ComponentSet) -> Any:
             tabular_schema: A JSON schema the training CSV must match (columns, types, ranges); empty for none.
             min_metrics: Minimum metric values the gate enforces (roc_auc>=0.8,...).
             max_metrics: Maximum metric values the gate enforces (rmse<=3.5,...).
+            drop: Columns that are not features (identifiers), comma-separated.
+            task: classification, regression or auto.
 
         Returns:
             The registered model reference.
@@ -84,6 +88,8 @@ def build_zero_trust_training(components: ComponentSet) -> Any:
             hyperparameters=hyperparameters,
             test_size=test_size,
             random_state=random_state,
+            drop=drop,
+            task=task,
         )
         attest = c.sign_and_attest(model=train.outputs["model"])
         gate = c.verify_chain(

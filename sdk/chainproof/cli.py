@@ -124,6 +124,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"  model sha256 {result.model_sha256}")
     print(f"  bundle       {result.bundle}")
     print(f"  owner key    {result.owner_key}")
+    metrics = {k: v for k, v in result.metrics().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if metrics:
+        print("  metrics      " + ", ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())))
     print(f"verify it:     chainproof verify {result.bundle} --owner-key {result.owner_key}")
     return 0
 
@@ -141,6 +144,10 @@ def _run_reference(args: argparse.Namespace, progress: Any, layout_ext: dict[str
         estimator=args.estimator,
         hyperparameters=args.hyperparameters,
         tabular_schema=_read_schema(args.schema),
+        drop=",".join(args.drop or []),
+        task=args.task,
+        min_metrics=",".join(args.min_metric or []),
+        max_metrics=",".join(args.max_metric or []),
         progress=progress,
         identity=args.identity,
         allow_service_account_key=args.allow_service_account_key,
@@ -403,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--estimator", default="random_forest")
     run.add_argument("--hyperparameters", default="{}", help="estimator parameters as a JSON object")
     run.add_argument("--schema", help="a tabular schema (YAML or JSON) the CSV must match: columns, types, ranges")
+    run.add_argument("--drop", action="append", metavar="COLUMN", help="a column that is not a feature, e.g. an ID (repeatable)")
+    run.add_argument("--task", choices=["classification", "regression", "auto"], default="classification",
+                     help="what to train (a numeric target with many values is refused as classification)")
+    run.add_argument("--min-metric", action="append", metavar="NAME>=VALUE",
+                     help="a metric the model must reach, signed into the layout (repeatable; e.g. roc_auc>=0.8)")
+    run.add_argument("--max-metric", action="append", metavar="NAME<=VALUE",
+                     help="a metric the model must not exceed (repeatable; e.g. rmse<=3.5)")
     run.add_argument("--identity", choices=["local", "gcp"], default="local",
                      help="who the steps run as: local (the local user; no metadata server) or gcp "
                           "(Application Default Credentials: workload identity; key files refused)")

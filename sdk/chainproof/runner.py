@@ -133,7 +133,17 @@ class RunResult:
             "run_dir": str(self.run_dir),
             "log": str(self.log),
             "steps": [s.name for s in self.verification.steps],
+            "metrics": self.metrics(),
         }
+
+    def metrics(self) -> dict[str, Any]:
+        """Return the attested metrics of the run (every ``metrics/*.json`` of the bundle)."""
+        found: dict[str, Any] = {}
+        for path in sorted((self.bundle / "metrics").glob("*.json")):
+            doc = json.loads(path.read_text())
+            if isinstance(doc, dict):
+                found.update(doc)
+        return found
 
 
 class _LogTap(io.TextIOBase):
@@ -403,6 +413,10 @@ def run_reference_pipeline(
     expected_principals: Mapping[str, str] | None = None,
     layout_extensions: Mapping[str, Any] | None = None,
     tabular_schema: str = "",
+    drop: str = "",
+    task: str = "classification",
+    min_metrics: str = "",
+    max_metrics: str = "",
 ) -> RunResult:
     """Run the reference pipeline locally and verify what it registered.
 
@@ -429,6 +443,10 @@ def run_reference_pipeline(
         owner_signer: the layout owner's signer reference (default: the key ring's owner key).
         expected_principals: step name to the principal it must run as (a layout extension).
         layout_extensions: further chainproof layout extensions (``allow_service_account_keys``).
+        drop: columns that are not features (comma-separated).
+        task: ``classification``, ``regression`` or ``auto``.
+        min_metrics: metric minimums the gate enforces (``roc_auc>=0.8``), signed into the layout.
+        max_metrics: metric maximums (``rmse<=3``), signed into the layout.
 
     Returns:
         The verified run.
@@ -473,10 +491,22 @@ def run_reference_pipeline(
         "estimator": estimator,
         "hyperparameters": hyperparameters,
         "tabular_schema": tabular_schema,
+        "drop": drop,
+        "task": task,
     }
+    extensions = dict(layout_extensions or {})
+    if min_metrics.strip() or max_metrics.strip():
+        from chainproof.steps import EXT_METRIC_THRESHOLDS
+        from chainproof.thresholds import format_thresholds, parse_thresholds
+
+        # The owner's thresholds are signed into the layout: no task parameter can lower them.
+        extensions[EXT_METRIC_THRESHOLDS] = {
+            "min": format_thresholds(parse_thresholds(min_metrics, kind="min", what="--min-metric")),
+            "max": format_thresholds(parse_thresholds(max_metrics, kind="max", what="--max-metric")),
+        }
     return run_pipeline(
         zero_trust_training, params, workdir=workdir, trust_dir=trust_dir, progress=progress, identity=identity,
         allow_service_account_key=allow_service_account_key, adc_credentials_file=adc_credentials_file,
         signers=signers, owner_signer=owner_signer, expected_principals=expected_principals,
-        layout_extensions=layout_extensions,
+        layout_extensions=extensions,
     )

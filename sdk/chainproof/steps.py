@@ -72,6 +72,22 @@ __all__ = [
 #: The SLSA build type of the reference pipeline's provenance.
 BUILD_TYPE = "https://chainproof.dev/slsa/zero-trust-training/v1"
 
+#: The feature contract written beside the model by the built-in trainer.
+FEATURES_FILE = "features.json"
+
+
+def _column_list(value: str | list[str], what: str) -> list[str]:
+    """Column names from a list, a JSON list or comma-separated text."""
+    if isinstance(value, list):
+        names = value
+    else:
+        text = value.strip()
+        names = _json_parameter(text, what) if text.startswith("[") else [n.strip() for n in text.split(",") if n.strip()]
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise InputError(f"{what}: expected column names (a JSON list or comma-separated), got {value!r}")
+    return list(dict.fromkeys(names))
+
+
 #: Layout extension: metric thresholds the gate enforces, ``{"min": {name: value},
 #: "max": {name: value}}``.
 EXT_METRIC_THRESHOLDS = "metric_thresholds"
@@ -451,6 +467,8 @@ def train_work(
     test_size: float = 0.25,
     random_state: int = 0,
     dataset_prefix: str = "dataset",
+    drop: str | list[str] = "",
+    task: str = "classification",
 ) -> Any:
     """Train the built-in estimator on a verified dataset (the work of :func:`train_model`).
 
@@ -464,14 +482,17 @@ def train_work(
         test_size: held-out fraction for the metrics.
         random_state: split seed.
         dataset_prefix: the dataset's logical prefix (to name the CSV in errors).
+        drop: columns that are not features (a list, ``"id,email"`` or a JSON list).
+        task: ``classification``, ``regression`` or ``auto``.
 
     Returns:
-        The :class:`chainproof.train.TrainResult`.
+        The :class:`chainproof.train.TrainResult`; ``model/features.json`` records the
+        feature names, types and order beside the model.
 
     Raises:
         InputError: bad training parameters or data.
     """
-    from chainproof.train import train_classifier
+    from chainproof.train import train_table
 
     files = [dataset] if dataset.is_file() else sorted(p for p in dataset.rglob("*") if p.is_file())
     csv_files = [p for p in files if p.name.lower().endswith(".csv")]
@@ -479,17 +500,25 @@ def train_work(
         names = ", ".join(f"{dataset_prefix}/{p.name}" for p in files[:8])
         raise InputError(f"{dataset_prefix}: expected one CSV file, found {len(csv_files)} ({names})")
     params = _json_parameter(hyperparameters, "hyperparameters")
-    result = train_classifier(
-        csv_files[0], target=target_column, model_dir=model_out, estimator=estimator,
+    dropped = _column_list(drop, "drop")
+    result = train_table(
+        csv_files[0], target=target_column, model_dir=model_out, task=task, estimator=estimator, drop=dropped,
         hyperparameters=params if params is not None else {}, test_size=test_size, random_state=random_state,
     )
+    # The feature contract travels with the model (and under its signature): serving reads
+    # instances in this order, by these names and types.
+    contract = {"task": result.task, "target": result.target, "features": result.features,
+                "classes": list(result.classes)}
+    write_atomic(model_out / FEATURES_FILE, (json.dumps(contract, indent=2, sort_keys=True) + "\n").encode())
     ctx.parameters.update({
         "target_column": target_column,
+        "task": result.task,
         "estimator": estimator,
         "hyperparameters": params if params is not None else {},
+        "drop": dropped,
         "test_size": test_size,
         "random_state": random_state,
-        "features": list(result.features),
+        "features": [{"name": f["name"], "type": f["type"]} for f in result.features],
     })
     return result
 
@@ -507,6 +536,8 @@ def train_model(
     hyperparameters: str = "{}",
     test_size: float = 0.25,
     random_state: int = 0,
+    drop: str | list[str] = "",
+    task: str = "classification",
     identity: str = "local",
     allow_service_account_key: bool = False,
     principal: Principal | None = None,
@@ -525,6 +556,8 @@ def train_model(
         hyperparameters: a JSON object for the estimator.
         test_size: held-out fraction for the metrics.
         random_state: split seed.
+        drop: columns that are not features (identifiers): a list or comma-separated.
+        task: ``classification``, ``regression`` or ``auto``.
         identity: ``local`` (record the local user) or ``gcp`` (resolve Application
             Default Credentials: workload identity; key files refused).
         allow_service_account_key: accept a service-account key file (recorded in the link).
@@ -547,7 +580,8 @@ def train_model(
         dataset, _ = ctx.receive("dataset", Path(dataset_dir))
         model = ctx.output(Path(model_dir))
         result = train_work(ctx, dataset=dataset, model_out=model, target_column=target_column, estimator=estimator,
-                            hyperparameters=hyperparameters, test_size=test_size, random_state=random_state)
+                            hyperparameters=hyperparameters, test_size=test_size, random_state=random_state,
+                            drop=drop, task=task)
         ctx.add_evidence("metrics/metrics.json", result.metrics)
         products = ctx.add_products(model, "model")
         link = ctx.sign()
@@ -673,22 +707,25 @@ def sign_and_attest(
 
 
 def _check_metric_thresholds(ctx: StepContext, min_metrics: str, max_metrics: str) -> list[str]:
-    """Enforce the owner's metric thresholds (layout) and the gate's parameters."""
+    """Enforce the owner's metric thresholds (a layout extension) and the gate's own parameters."""
     owner = layout_extensions(ctx.layout).get(EXT_METRIC_THRESHOLDS) or {}
     if not (owner or min_metrics.strip() or max_metrics.strip()):
         return []
-    from chainproof.thresholds import check_metrics, parse_thresholds
+    from chainproof.thresholds import check_metrics, format_thresholds
 
-    minimum = {**(owner.get("min") or {}), **parse_thresholds(min_metrics, what="min_metrics")}
-    maximum = {**(owner.get("max") or {}), **parse_thresholds(max_metrics, what="max_metrics")}
-    if not minimum and not maximum:
-        return []
     metrics: dict[str, Any] = {}
     for name in sorted(p for p in digest_tree(ctx.chain) if p.startswith("metrics/") and p.endswith(".json")):
         doc = json.loads((ctx.chain / name).read_text())
         if isinstance(doc, dict):
             metrics.update(doc)
-    return check_metrics(metrics, min_metrics=minimum, max_metrics=maximum)
+    checks = []
+    # The owner's thresholds always hold; the gate's parameters can only add to them.
+    for who, minimum, maximum in (("layout", owner.get("min"), owner.get("max")),
+                                  ("gate", min_metrics, max_metrics)):
+        held = check_metrics(metrics, min_metrics=minimum, max_metrics=maximum)
+        if held:
+            checks.append(f"metric thresholds ({who}): {format_thresholds(held)} hold")
+    return checks
 
 
 def gate_work(
