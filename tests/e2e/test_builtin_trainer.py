@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.e2e.test_dsl_pipeline import make_churn_table
 
