@@ -108,20 +108,33 @@ def compile_pipeline(*, image: str, output: Path, target: str = "vertex", pipeli
     pipeline = pipeline_func if pipeline_func is not None else build_zero_trust_training(components_for_image(pinned))
     derive_graph(pipeline)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline, str(output))
-    doc = yaml.safe_load(output.read_text())
+    # Compiled beside the output and renamed into place only once every image is pinned.
+    staging = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        compiler.Compiler().compile(pipeline, str(staging))
+        doc = yaml.safe_load(staging.read_text())
+        _pin_images(doc, pinned, placeholder=COMPONENT_IMAGE)
+        staging.write_text(yaml.safe_dump(doc, sort_keys=True))
+        staging.replace(output)
+    finally:
+        staging.unlink(missing_ok=True)
+    return hashlib.sha256(output.read_bytes()).hexdigest()
+
+
+def _pin_images(doc: dict[str, Any], image: str, *, placeholder: str) -> None:
+    from chainproof.images import check_image_reference
+
+
     for name, executor in doc.get("deploymentSpec", {}).get("executors", {}).items():
         container = executor.get("container")
         if not container:
             continue
-        if container.get("image") == COMPONENT_IMAGE:
-            container["image"] = pinned
+        if container.get("image") == placeholder:
+            container["image"] = image
         try:
             check_image_reference(str(container.get("image", "")))
         except InputError as exc:
             raise InputError(f"executor {name}: {exc}") from None
-    output.write_text(yaml.safe_dump(doc, sort_keys=True))
-    return hashlib.sha256(output.read_bytes()).hexdigest()
 
 
 def pipeline_parameters(template: Path) -> dict[str, tuple[bool, str]]:

@@ -221,18 +221,41 @@ def test_chainproof_component_outside_a_chainproof_pipeline_is_refused():
 
 
 def test_own_pipeline_compiles_for_vertex_on_the_pinned_image_without_pip(tmp_path):
-    from chainproof.local import load_pipeline
-
-    pipeline = load_pipeline(f"{PIPELINE}:churn")
     out = tmp_path / "churn.yaml"
-    compiler.Compiler().compile(pipeline, str(out))
+    proc = subprocess.run([CLI, "compile", "--pipeline", f"{PIPELINE}:churn", "--image", IMAGE, "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert "pip install" not in text
     ir = yaml.safe_load(text)
     executors = ir["deploymentSpec"]["executors"]
+    assert len(executors) == 6  # ingest, preprocess, train, and the signing, gate and registration placed for you
     for name, executor in executors.items():
         command = " ".join(executor["container"]["command"])
         assert "python3 -m chainproof._exec kfp.dsl.executor_main" in command, name
-        assert "@sha256:" in executor["container"]["image"], name
+        assert executor["container"]["image"] == IMAGE, name
     assert set(ir["root"]["inputDefinitions"]["parameters"]) == {"source_uri", "expected_sha256", "chainproof_config"}
-    _ = components_for_image(IMAGE)  # our components rebuild on a pinned image too
+    # The layout derived from the compiled template is the one derived from the pipeline itself.
+    from chainproof.dsl import derive_graph
+
+    assert derive_graph(ir).steps == derive_graph(_load("churn")).steps
+
+
+def test_compile_refuses_a_user_component_on_an_unpinned_image(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from kfp.dsl import Dataset, Input, Output\n"
+        "from chainproof import dsl\n"
+        "from chainproof.components import secure_ingest\n"
+        "@dsl.component(base_image='python:3.11')\n"
+        "def use(raw: Input[Dataset], out: Output[Dataset]):\n"
+        "    pass\n"
+        "@dsl.pipeline(name='bad')\n"
+        "def bad(source_uri: str, expected_sha256: str):\n"
+        "    use(raw=secure_ingest(source_uri=source_uri, expected_sha256=expected_sha256).outputs['dataset'])\n"
+    )
+    proc = subprocess.run([CLI, "compile", "--pipeline", f"{bad}:bad", "--image", IMAGE, "-o", str(tmp_path / "o.yaml")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "FAIL: executor exec-use: image 'python:3.11': not pinned by digest" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.py"]  # nothing half-written
