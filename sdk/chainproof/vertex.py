@@ -109,7 +109,7 @@ def compile_pipeline(*, image: str, output: Path, target: str = "vertex", pipeli
     derive_graph(pipeline)
     output.parent.mkdir(parents=True, exist_ok=True)
     # Compiled beside the output and renamed into place only once every image is pinned.
-    staging = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.part")
+    staging = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.part.yaml")
     try:
         compiler.Compiler().compile(pipeline, str(staging))
         doc = yaml.safe_load(staging.read_text())
