@@ -31,7 +31,7 @@ from urllib.parse import quote, urlparse
 from chainproof.digests import check_sha256_hex
 from chainproof.errors import ChainproofError, InputError, PolicyViolation
 from chainproof.identity import IDENTITY_MODES, check_adc_file
-from chainproof._exec import CONFIG_INPUT
+from chainproof._exec import CONFIG_INPUT, escape_for_kfp_local
 from chainproof.policy import EXT_EXPECTED_PRINCIPALS, generate_layout, sign_layout
 from chainproof.registry import LocalModelRegistry
 from chainproof.signing import KeyRing, TrustStore, add_roles, init_keys, load_public_key, load_signer, public_key_pem
@@ -200,15 +200,16 @@ def kfp_safe(text: str) -> str:
 
 
 def local_file_uri(path: Path) -> str:
-    """Return a ``file://`` URI for a local path, safe to pass as a kfp.local parameter.
+    """Return a ``file://`` URI for a local path (percent-encoded).
 
     Args:
         path: a local file or folder.
 
     Returns:
-        The percent-encoded URI (see :func:`kfp_safe`).
+        The URI. :func:`run_pipeline` passes every parameter through kfp.local's
+        rewriting of ``python3`` intact (see :func:`chainproof._exec.escape_for_kfp_local`).
     """
-    return "file://" + kfp_safe(quote(str(Path(path).absolute())))
+    return "file://" + quote(str(Path(path).absolute()))
 
 
 def _ensure_keys(keys_dir: Path, roles: list[str]) -> KeyRing:
@@ -313,6 +314,9 @@ def run_pipeline(
         check_adc_file(adc_credentials_file, allow_service_account_key=allow_service_account_key)
 
     workdir = workdir.absolute()
+    if "python3" in str(workdir):
+        # kfp.local rewrites "python3" everywhere in a task's command line, its output paths too.
+        raise InputError(f"--workdir {workdir}: kfp.local cannot run under a path that contains 'python3'; choose another")
     workdir.mkdir(parents=True, exist_ok=True)
     ring_roles = [r for r in ["owner", *step_names] if r not in chosen and not (r == "owner" and owner_signer)]
     ring = _ensure_keys(workdir / "keys", ring_roles) if ring_roles else None
@@ -344,7 +348,7 @@ def run_pipeline(
     config = RunConfig(
         layout_uri=local_file_uri(layout_path),
         layout_sha256=hashlib.sha256(layout_bytes).hexdigest(),
-        signers={step: kfp_safe(ref) for step, ref in references.items()},
+        signers=dict(references),
         run=uuid.uuid4().hex,
         identity=IdentityPolicy(mode=identity, allow_service_account_key=allow_service_account_key),
         owner_public_key=public_key_pem(owner.public_key),
@@ -360,8 +364,11 @@ def run_pipeline(
                 pipeline_root=str(pipeline_dir),
                 raise_on_error=True,
             )
+            # kfp.local rewrites "python3" in parameter values (venv paths!): escape them for it.
+            values = {k: escape_for_kfp_local(v) if isinstance(v, str) else v for k, v in params.items()}
+            values[CONFIG_INPUT] = escape_for_kfp_local(config.to_json())
             try:
-                pipeline_func(**dict(params), **{CONFIG_INPUT: config.to_json()})
+                pipeline_func(**values)
             except RuntimeError as exc:
                 raise _failure(tap, exc, log_path) from None
     roles = graph.graph["roles"]
@@ -484,7 +491,7 @@ def run_reference_pipeline(
             source_uri = local_file_uri(local)
 
     params = {
-        "source_uri": kfp_safe(source_uri),
+        "source_uri": source_uri,
         "expected_sha256": pinned,
         "target_column": target_column,
         "model_name": model_name,
