@@ -30,10 +30,12 @@ from urllib.parse import quote, urlparse
 from chainproof.digests import check_sha256_hex
 from chainproof.errors import ChainproofError, InputError, PolicyViolation
 from chainproof.identity import IDENTITY_MODES, check_adc_file
+from chainproof.redaction import Redactor, redact_text
 from chainproof.policy import EXT_EXPECTED_PRINCIPALS, REFERENCE_STEPS, generate_layout, sign_layout
 from chainproof.registry import LocalModelRegistry
 from chainproof.signing import KeyRing, TrustStore, init_keys, load_public_key, load_signer, public_key_pem
 from chainproof.steps import FAILURE_MARKER
+from chainproof.trust import trust_run_owner_key
 from chainproof.verify import LAYOUT_FILE, VerificationResult, verify_bundle
 
 __all__ = ["SAMPLE", "RunResult", "Sample", "StepFailed", "kfp_safe", "local_file_uri", "run_reference_pipeline"]
@@ -98,9 +100,10 @@ class RunResult:
         model: the registered model folder.
         model_sha256: manifest digest of the model files.
         registered: the registry reference.
-        owner_key: the trusted owner public key file.
+        owner_key: the owner public key file.
         verification: the final verification of the registered bundle.
         log: the pipeline log file.
+        owner_trust: what happened to the owner key's trust (trusted now, already, or not).
     """
 
     run_dir: Path
@@ -111,6 +114,7 @@ class RunResult:
     owner_key: Path
     verification: VerificationResult
     log: Path
+    owner_trust: str = ""
 
     @property
     def verified(self) -> bool:
@@ -129,6 +133,7 @@ class RunResult:
             "run_dir": str(self.run_dir),
             "log": str(self.log),
             "steps": [s.name for s in self.verification.steps],
+            "owner_trust": self.owner_trust,
         }
 
 
@@ -139,8 +144,10 @@ class _LogTap(io.TextIOBase):
     _END = re.compile(r"Task '?([A-Za-z0-9_-]+)'? finished with status (\w+)")
     _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-    def __init__(self, sink: io.TextIOBase, progress: Callable[[str, str], None] | None) -> None:
-        self._sink, self._progress, self._buffer = sink, progress, ""
+    def __init__(
+        self, sink: io.TextIOBase, progress: Callable[[str, str], None] | None, redact: Callable[[str], str] = redact_text
+    ) -> None:
+        self._sink, self._progress, self._buffer, self._redact = sink, progress, "", redact
         self.failures: list[str] = []
 
     def writable(self) -> bool:
@@ -148,12 +155,19 @@ class _LogTap(io.TextIOBase):
 
     def write(self, text: str) -> int:
         clean = self._ANSI.sub("", text)
-        self._sink.write(clean)
         self._buffer += clean
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
+            # Whole lines only, redacted: a URI split over two writes is still found.
+            self._sink.write(self._redact(line) + "\n")
             self._line(line)
         return len(text)
+
+    def finish(self) -> None:
+        """Write what remains of an unterminated last line (redacted)."""
+        if self._buffer:
+            self._sink.write(self._redact(self._buffer))
+            self._buffer = ""
 
     def _line(self, line: str) -> None:
         if FAILURE_MARKER in line:
@@ -276,7 +290,8 @@ def run_reference_pipeline(
 
     Side effects:
         Creates development keys on the first run, writes under ``workdir``, adds the
-        owner key to ``trust_dir``, and runs each step in a subprocess.
+        owner key to ``trust_dir`` only when this invocation created it, and runs each
+        step in a subprocess.
     """
     import kfp.local
 
@@ -317,6 +332,7 @@ def run_reference_pipeline(
     workdir = workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     ring_roles = [r for r in ["owner", *step_names] if r not in chosen and not (r == "owner" and owner_signer)]
+    owner_created_now = "owner" in ring_roles and not (workdir / "keys" / "keyring.json").exists()
     ring = _ensure_keys(workdir / "keys", ring_roles) if ring_roles else None
     references = {
         step: chosen.get(step) or ring.signer_reference(step)  # type: ignore[union-attr]
@@ -340,7 +356,8 @@ def run_reference_pipeline(
     layout_path = run_dir / LAYOUT_FILE
     layout_path.write_bytes(layout_bytes)
     layout_sha256 = hashlib.sha256(layout_bytes).hexdigest()
-    TrustStore(trust_dir).add(owner.public_key)
+    owner_trust = trust_run_owner_key(TrustStore(trust_dir), owner.public_key, created_now=owner_created_now,
+                                      keys_dir=workdir / "keys" if not owner_signer else None)
     if owner_signer:
         owner_key_path = run_dir / "owner.pub"
         owner_key_path.write_text(public_key_pem(owner.public_key))
@@ -365,7 +382,7 @@ def run_reference_pipeline(
     }
     log_path = run_dir / "pipeline.log"
     with open(log_path, "w", encoding="utf-8") as log:
-        tap = _LogTap(log, progress)  # type: ignore[arg-type]
+        tap = _LogTap(log, progress, Redactor([str(data or ""), source_uri, params["source_uri"]]))  # type: ignore[arg-type]
         with contextlib.redirect_stdout(tap):  # type: ignore[type-var]
             kfp.local.init(
                 runner=kfp.local.SubprocessRunner(use_venv=False),
@@ -376,6 +393,8 @@ def run_reference_pipeline(
                 task = zero_trust_training(**params)
             except RuntimeError as exc:
                 raise _failure(tap, exc, log_path) from None
+            finally:
+                tap.finish()
     reference = str(task.output)
     registered = LocalModelRegistry(workdir / "registry").resolve(reference)
     try:
@@ -394,4 +413,5 @@ def run_reference_pipeline(
         owner_key=owner_key_path,
         verification=verification,
         log=log_path,
+        owner_trust=owner_trust,
     )
