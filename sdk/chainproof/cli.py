@@ -253,8 +253,8 @@ def _vertex_access() -> dict[str, Any]:
     return {"api_endpoint": endpoint, "credentials": None}
 
 
-def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any) -> tuple[Any, Path]:
-    """Verify a registry reference; return the result and where its bundle was read."""
+def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any, located: list[Path]) -> tuple[Any, Path]:
+    """Verify a registry reference; return the result and where its bundle was read (also put in ``located``)."""
     from chainproof.registry import LocalModelRegistry, VertexModelRegistry, parse_vertex_reference, verify_registered
 
     if args.model:
@@ -268,12 +268,15 @@ def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any) -> 
             raise InputError(f"{args.bundle}: {str(exc).splitlines()[0][:200]}") from exc
     else:
         registry = LocalModelRegistry(args.registry)
-    entry = registry.resolve(args.bundle)
-    bundle = workdir / "bundle" if "://" in entry.bundle_location else Path(entry.bundle_location)
+    def where(entry: Any) -> None:
+        # Known before verification starts, so that a failure is reported on this bundle.
+        located.append(workdir / "bundle" if "://" in entry.bundle_location else Path(entry.bundle_location))
+
     result = verify_registered(
-        args.bundle, registry=registry, trusted_owner_keys=_trusted_keys(args.owner_key), workdir=workdir, policy=policy
+        args.bundle, registry=registry, trusted_owner_keys=_trusted_keys(args.owner_key), workdir=workdir, policy=policy,
+        on_bundle=where,
     )
-    return result, bundle
+    return result, located[-1]
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -294,16 +297,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         constraints = [*(policy.constraints if policy else []), extra]
         policy = AuditorPolicy(constraints=constraints, source=policy_source or "--require-production-keys")
         policy_source = policy_source + (" + " if policy_source else "") + "--require-production-keys"
+    located: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="chainproof-audit-") as tmp:
         bundle = Path(args.bundle)
         try:
             if args.bundle.startswith(("vertex://", "local://")):
-                result, bundle = _verify_registered(args, Path(tmp), policy)
+                result, bundle = _verify_registered(args, Path(tmp), policy, located)
             else:
                 result = verify_bundle(
                     args.bundle, trusted_owner_keys=_trusted_keys(args.owner_key), model_dir=args.model, policy=policy
                 )
         except ChainproofError as exc:
+            bundle = located[-1] if located else bundle
             if exc.exit_code == 1 and (bundle / "root.layout").is_file():
                 # A complete report of a failure: what passed, which check failed, every violation.
                 _emit(build_report(bundle, error=exc, policy_source=policy_source, subject=args.bundle), args.format, args.output)

@@ -42,7 +42,7 @@ from chainproof.digests import check_sha256_hex, digest_tree, manifest_digest, s
 from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, InputError, PolicyViolation
 from chainproof.identity import Principal, resolve_principal
 from chainproof.policy import RUN_ID, expected_principal
-from chainproof.registry import ModelRegistry, registry_for
+from chainproof.registry import ModelRegistry, registry_for, registry_identity
 from chainproof.scan import Allowlist, TabularSchema, scan_csv, scan_path, summarize
 from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
 from chainproof.storage import FetchLimits, FetchOptions, fetch, fetch_tree, is_folder_uri, redact_uri
@@ -877,6 +877,7 @@ def register_model(
                 "model": {"location": pending.model_location, "sha256": verified.model_sha256, "files": model},
                 "evidence": {"location": pending.bundle_location, "verified_bundle_sha256": gate_bundle},
                 "run": _run_id(staging),
+                "registry": registry_identity(registry, pending),
             }
             _write_json(staging / "registry" / "entry.json", entry)
             materials = {RUN_ID: records["secure_ingest"].products[RUN_ID], **model}
