@@ -269,6 +269,7 @@ def secure_ingest(
     identity: str = "local",
     allow_service_account_key: bool = False,
     principal: Principal | None = None,
+    publisher_policy: Any = None,
 ) -> StepOutcome:
     """Fetch the pinned source into quarantine, verify and scan it, and start the chain.
 
@@ -302,6 +303,9 @@ def secure_ingest(
             Default Credentials: workload identity; key files refused).
         allow_service_account_key: accept a service-account key file (recorded in the link).
         principal: the resolved identity, when the caller already has it (overrides ``identity``).
+        publisher_policy: a :class:`chainproof.publisher.PublisherPolicy` (key, certificate
+            chain or keyless Sigstore, verified offline); the publisher's identity is recorded
+            in the link (``parameters.publisher``), and its ``ignore`` names are left out.
 
     Returns:
         The link written and the artifact metadata (uri with generation, sha256, size,
@@ -325,7 +329,7 @@ def secure_ingest(
             raise InputError(f"output_prefix {output_prefix!r}: expected 'dataset' or 'model'")
         expected = check_sha256_hex(expected_sha256, what=f"{step} expected_sha256") if expected_sha256.strip() else None
         publisher = public_key_from_pem(publisher_public_key, what="publisher_public_key") if publisher_public_key.strip() else None
-        if expected is None and publisher is None:
+        if expected is None and publisher is None and publisher_policy is None:
             raise InputError(f"{redact_uri(source_uri)}: an expected sha256 (or a publisher public key) is mandatory")
         pinned_layout = check_sha256_hex(layout_sha256, what=f"{step} layout_sha256")
         options = fetch_options or (FetchOptions(s3_endpoint=s3_endpoint) if s3_endpoint else FetchOptions())
@@ -347,10 +351,13 @@ def secure_ingest(
             check = None
             exclude: frozenset[str] = frozenset()
             signature_sha256 = ""
-            if publisher is not None:
+            publisher_record: dict[str, Any] = {}
+            if publisher is not None or publisher_policy is not None:
+                if publisher_policy is not None:
+                    exclude = frozenset(publisher_policy.ignore)
                 if not signature_uri and is_folder_uri(source_uri):
                     # The publisher's signature sits in the folder it signs: it is evidence, not a model file.
-                    exclude = frozenset({"model.sig"})
+                    exclude = exclude | {"model.sig"}
                 sig_uri = signature_uri or (source_uri.rstrip("/") + "/model.sig" if is_folder_uri(source_uri) else "")
                 if not sig_uri:
                     raise InputError(f"{redact_uri(source_uri)}: a publisher key needs a signature_uri for a single-file source")
@@ -358,7 +365,7 @@ def secure_ingest(
                             limits=limits, options=options)
                 signature_sha256 = sig.sha256
 
-                def check(quarantined: Path, _sig: Path = sig.path, _key: SSlibKey = publisher) -> None:
+                def check(quarantined: Path, _sig: Path = sig.path, _key: SSlibKey | None = publisher) -> None:
                     # Verified while still in quarantine: a bad signature releases nothing.
                     # model-signing skips .git* paths by default, so such files would be
                     # released as "publisher-verified" without being signed: refuse them.
@@ -366,7 +373,12 @@ def secure_ingest(
                     for name in names:
                         if any(part.startswith(".git") for part in name.split("/")):
                             raise ArtifactRefused(f"{output_prefix}/{name}", "not covered by the publisher's signature (model-signing ignores .git* paths)")
-                    verify_model_signature(quarantined, _sig, _key)
+                    if publisher_policy is not None:
+                        from chainproof.publisher import verify_publisher_signature
+
+                        publisher_record.update(verify_publisher_signature(quarantined, _sig, publisher_policy))
+                    if _key is not None:
+                        verify_model_signature(quarantined, _sig, _key)
 
             staging = dataset / ".fetch"
             if is_folder_uri(source_uri):
@@ -405,6 +417,7 @@ def secure_ingest(
                     "expected_sha256": expected or "",
                     "publisher_keyid": str(publisher.keyid) if publisher is not None else "",
                     "publisher_signature_sha256": signature_sha256,
+                    **({"publisher": publisher_record} if publisher_policy is not None else {}),
                     "allowlist_extensions": list(allowlist.extensions),
                     "tabular_schema_sha256": hashlib.sha256(tabular_schema.encode()).hexdigest() if tabular_schema.strip() else "",
                     "layout_uri": redact_uri(layout_uri),

@@ -162,3 +162,47 @@ def test_cli_ingest_exit_codes(tmp_path, copy, capsys):
         main(["ingest", str(src), "-o", str(tmp_path / "u"), "--publisher-identiy", IDENTITY])
     assert usage.value.code == 2
     assert "usage: chainproof ingest" in capsys.readouterr().err
+
+
+@pytest.fixture
+def signed_layout(tmp_path):
+    import hashlib
+
+    from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
+    from chainproof.signing import init_keys, load_public_key, load_signer
+
+    ring = init_keys(tmp_path / "keys", roles=["owner", *(s.name for s in REFERENCE_STEPS)], development=True)
+    data = sign_layout(generate_layout(REFERENCE_STEPS, {s.name: load_public_key(ring.public_key_path(s.name))
+                                                         for s in REFERENCE_STEPS}), load_signer(ring.signer_reference("owner")))
+    (tmp_path / "root.layout").write_bytes(data)
+    return ring, (tmp_path / "root.layout").as_uri(), hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("kind", sorted(FOLDERS))
+def test_secure_ingest_model_records_the_publisher_in_its_link(kind, tmp_path, copy, signed_layout):
+    import base64
+
+    from chainproof import steps
+
+    ring, layout_uri, layout_sha = signed_layout
+    outcome = steps.secure_ingest(source_uri=str(copy(kind)), expected_sha256="", layout_uri=layout_uri,
+                                  layout_sha256=layout_sha, signer=ring.signer_reference("secure_ingest"),
+                                  dataset_dir=tmp_path / "model", chain_dir=tmp_path / "chain", output_prefix="model",
+                                  publisher_policy=_policy(kind))
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["signme-1", "signme-2"]
+    payload = json.loads(base64.b64decode(json.loads(outcome.link.read_text())["payload"]))
+    who = payload["environment"]["chainproof"]["parameters"]["publisher"]
+    assert who["kind"] == kind and who["ignored"] == ["ignore-me"] and who["signed_files"] == ["signme-1", "signme-2"]
+    assert sorted(payload["products"]) == ["model/signme-1", "model/signme-2", "reports/scan-ingest.json", "run/id"]
+
+
+def test_secure_ingest_model_refuses_an_unsigned_file_and_leaves_nothing(tmp_path, copy, signed_layout):
+    from chainproof import steps
+
+    ring, layout_uri, layout_sha = signed_layout
+    with pytest.raises(SignatureError, match="Extra files found"):
+        steps.secure_ingest(source_uri=str(copy("sigstore")), expected_sha256="", layout_uri=layout_uri,
+                            layout_sha256=layout_sha, signer=ring.signer_reference("secure_ingest"),
+                            dataset_dir=tmp_path / "model", chain_dir=tmp_path / "chain", output_prefix="model",
+                            publisher_policy=_policy("sigstore", ignore=()))
+    assert not (tmp_path / "model").exists() and not (tmp_path / "chain").exists()
