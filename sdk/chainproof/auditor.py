@@ -435,8 +435,9 @@ class AuditorPolicy:
         """Check every constraint (all of them, even after one fails); return the check lines.
 
         Raises:
-            PolicyViolations: one or more constraints do not hold; it lists every
-                violation and the constraints that held.
+            PolicyViolation: the one constraint that does not hold (``passed`` lists those that held).
+            PolicyViolations: several constraints do not hold; it lists every violation
+                and the constraints that held.
         """
         if not self.constraints:
             raise PolicyViolation("auditor policy: no constraint to check")
@@ -447,6 +448,10 @@ class AuditorPolicy:
                 passed.append(constraint.verify(result, bundle))
             except PolicyViolation as exc:
                 violations.append(exc)
+        if len(violations) == 1:
+            # One violation is raised as itself, carrying the constraints that held.
+            violations[0].passed = passed  # type: ignore[attr-defined]
+            raise violations[0]
         if violations:
             raise PolicyViolations(violations, passed=passed)
         return passed
