@@ -17,7 +17,14 @@ from chainproof.registry import LocalModelRegistry, verify_registered
 from chainproof.signing import load_public_key
 from chainproof.storage import FetchOptions
 
-from .test_vertex_registry import BUCKET, _gcs, _register, _registry, chains, emulator, env, keys, vertex  # noqa: F401
+from .test_vertex_registry import BUCKET, _chain, _gcs, _register, _registry, emulator, env, keys, vertex  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def chains(keys, tmp_path_factory):  # noqa: F811
+    # One chain is enough here: a second registry's registration of the same model is the attack.
+    chain = _chain(keys, tmp_path_factory.mktemp("binding-chain"), 5)
+    return chain, chain
 
 
 def _owner(chain) -> dict:
