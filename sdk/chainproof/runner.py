@@ -159,7 +159,8 @@ class _LogTap(io.TextIOBase):
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
             # Whole lines only, redacted: a URI split over two writes is still found.
-            self._sink.write(self._redact(line) + "\n")
+            line = self._redact(line)
+            self._sink.write(line + "\n")
             self._line(line)
         return len(text)
 
