@@ -415,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     from chainproof.scan import cli as scan_cli
 
     scan_cli.add_parser(sub)
+
+    from chainproof import supply_cli
+
+    supply_cli.add_parsers(sub)
     return parser
 
 

@@ -622,6 +622,7 @@ def scan_sbom(
                         continue
                     rating, scores = advisory_severity(advisory)
                     fixed = sorted({str(e["fixed"]) for r in affected.get("ranges") or []
+                                    if r.get("type") in ("ECOSYSTEM", "SEMVER")
                                     for e in r.get("events") or [] if "fixed" in e})
                     findings.append(Finding(package, version, str(advisory["id"]),
                                             tuple(str(a) for a in advisory.get("aliases") or []), rating,
@@ -760,6 +761,7 @@ def check_vulns_policy(
                 worst = (rank, result, str(rating))
         if worst is not None and worst[0] > SEVERITIES.index(max_severity):
             note = (worst[1].get("annotations") or [{}])[0]
+            rating = worst[2] if worst[2] != "unknown" else f"unknown severity, ranked {unknown_severity}"
             raise SeverityViolation(shown, str(note.get("package", "?")), str(note.get("version", "?")),
-                                    str(worst[1].get("id")), worst[2], max_severity)
+                                    str(worst[1].get("id")), rating, max_severity)
 
