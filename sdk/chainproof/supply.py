@@ -62,6 +62,8 @@ __all__ = [
     "CYCLONEDX_PREDICATE",
     "SEVERITIES",
     "VULNS_PREDICATE",
+    "SBOM_PRODUCT",
+    "VULNS_PRODUCT",
     "AdvisoryDatabase",
     "Finding",
     "SeverityViolation",
@@ -78,7 +80,9 @@ __all__ = [
     "scan_sbom",
     "severity_rating",
     "verify_sbom",
+    "verify_supply_evidence",
     "vulns_statement",
+    "write_supply_evidence",
 ]
 
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
@@ -560,6 +564,8 @@ class VulnScan:
         checked: how many packages were checked.
         database: the advisory database.
         started, finished: RFC 3339 times of the scan.
+        packages: the (name, version) pairs checked.
+        first_party: packages of this source tree, exempt (recorded as such).
     """
 
     findings: tuple[Finding, ...]
@@ -765,3 +771,112 @@ def check_vulns_policy(
             raise SeverityViolation(shown, str(note.get("package", "?")), str(note.get("version", "?")),
                                     str(worst[1].get("id")), rating, max_severity)
 
+
+
+#: Where a step writes its supply-chain evidence, as logical product names.
+SBOM_PRODUCT = "attestations/sbom.json"
+VULNS_PRODUCT = "attestations/vulns.json"
+
+
+def write_supply_evidence(
+    directory: str | os.PathLike[str],
+    *,
+    signer: Any,
+    advisories: str | os.PathLike[str],
+    lock: str | os.PathLike[str] | None = None,
+    image: str = "",
+    database_date: str = "",
+    database_uri: str = "",
+) -> dict[str, str]:
+    """Write the signed SBOM and vulnerability statements a step adds to its products.
+
+    One call for a step: the SBOM of the running environment (or, with ``lock`` and ``image``,
+    of the image), the OSV scan of it, both signed by the step's signer, written atomically as
+    ``DIRECTORY/attestations/sbom.json`` and ``DIRECTORY/attestations/vulns.json``. The policy is
+    not applied here: the gate or the auditor applies it (:func:`verify_supply_evidence`).
+
+    Args:
+        directory: the step's output root (the logical names are relative to it).
+        signer: the step's signer.
+        advisories: the OSV advisory folder.
+        lock: the image's lock file (with ``image``), or None for the running environment.
+        image: ``REGISTRY/PATH@sha256:DIGEST`` of the image the lock describes.
+        database_date: the database's date, if known better than its newest ``modified``.
+        database_uri: where the database came from (recorded).
+
+    Returns:
+        Logical product name to SHA-256, for the step's link.
+
+    Raises:
+        InputError: a missing lock or advisory folder, or cyclonedx-py failed.
+    """
+    from chainproof.attest import write_atomic
+
+    if bool(lock) != bool(image):
+        raise InputError("supply evidence: a lock file and its image digest go together")
+    bom = lock_sbom(lock) if lock else environment_sbom()
+    subject = _subject(bom, image)
+    scan = scan_sbom(bom, load_advisories(advisories))
+    documents = {
+        SBOM_PRODUCT: sbom_statement(bom, signer=signer, image=image),
+        VULNS_PRODUCT: vulns_statement(scan, signer=signer, subject=subject, database_uri=database_uri,
+                                       database_date=database_date),
+    }
+    products: dict[str, str] = {}
+    for name, data in documents.items():
+        write_atomic(Path(directory) / name, data)
+        products[name] = hashlib.sha256(data).hexdigest()
+    return products
+
+
+def verify_supply_evidence(
+    directory: str | os.PathLike[str],
+    *,
+    key: Any,
+    expected_subject_digest: str,
+    max_severity: str | None = None,
+    max_database_age_days: int | None = None,
+    unknown_severity: str = "critical",
+) -> dict[str, Any]:
+    """Verify a bundle's SBOM and vulnerability statements and apply the policy.
+
+    Args:
+        directory: the bundle (holding ``attestations/sbom.json`` and ``attestations/vulns.json``).
+        key: the public key of the step that signed them (from the layout).
+        expected_subject_digest: the image digest (or environment digest) the links name.
+        max_severity, max_database_age_days, unknown_severity: the policy (:func:`check_vulns_policy`).
+
+    Returns:
+        A summary: subject, database date, findings and the worst rating.
+
+    Raises:
+        ArtifactRefused: a statement is missing or malformed.
+        SignatureError: a statement is not signed by ``key``.
+        VerificationError: a subject is not the expected digest.
+        PolicyViolation: the policy fails (unchecked packages always do).
+    """
+    from chainproof.attest import load_statement
+
+    loaded: dict[str, dict[str, Any]] = {}
+    for name in (SBOM_PRODUCT, VULNS_PRODUCT):
+        path = Path(directory) / name
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ArtifactRefused(name, f"expected the statement, found none ({exc.strerror})") from exc
+        loaded[name] = load_statement(data, key=key, what=name)
+    verify_sbom(loaded[SBOM_PRODUCT], expected_subject_digest, what=SBOM_PRODUCT)
+    vulns = loaded[VULNS_PRODUCT]
+    check_vulns_policy(vulns, max_severity=max_severity, max_database_age_days=max_database_age_days,
+                       unknown_severity=unknown_severity, expected_subject_digest=expected_subject_digest,
+                       what=VULNS_PRODUCT)
+    scanner = vulns["predicate"]["scanner"]
+    ratings = [next((s["score"] for s in r.get("severity") or [] if s.get("method") == "chainproof"), "unknown")
+               for r in scanner.get("result") or []]
+    return {
+        "subject": _only_subject(vulns, VULNS_PRODUCT)[0],
+        "sha256": expected_subject_digest,
+        "database": scanner["db"]["lastUpdate"],
+        "findings": len(ratings),
+        "worst": max(ratings, key=lambda r: _rank(r, unknown_severity)) if ratings else "none",
+    }

@@ -236,3 +236,32 @@ def test_missing_inputs_are_one_line_input_errors(tmp_path):
         lock_sbom(tmp_path / "missing.lock")
     with pytest.raises(InputError, match="expected REGISTRY/PATH@sha256"):
         sbom_statement({"components": []}, signer=None, image="registry/x:latest")
+
+
+def test_a_step_writes_its_evidence_in_one_call_and_the_bundle_verifies(tmp_path, signer):
+    import hashlib
+
+    from chainproof.supply import SBOM_PRODUCT, VULNS_PRODUCT, verify_supply_evidence, write_supply_evidence
+
+    lock = _lock(tmp_path, ["requests==2.32.3", "jinja2==3.1.4"])
+    bundle = tmp_path / "bundle"
+    products = write_supply_evidence(bundle, signer=signer, advisories=ADVISORIES, lock=lock, image=IMAGE)
+    assert sorted(products) == [SBOM_PRODUCT, VULNS_PRODUCT]
+    for name, digest in products.items():
+        assert hashlib.sha256((bundle / name).read_bytes()).hexdigest() == digest
+    summary = verify_supply_evidence(bundle, key=signer.public_key, expected_subject_digest="ab" * 32,
+                                     max_severity="none")
+    assert summary == {"subject": IMAGE.split("@")[0], "sha256": "ab" * 32, "database": "2024-10-10T17:22:00Z",
+                       "findings": 0, "worst": "none"}
+    with pytest.raises(StaleDatabase):
+        verify_supply_evidence(bundle, key=signer.public_key, expected_subject_digest="ab" * 32, max_database_age_days=7)
+    with pytest.raises(VerificationError, match="expected subject"):
+        verify_supply_evidence(bundle, key=signer.public_key, expected_subject_digest="cd" * 32)
+    other = load_signer(init_keys(tmp_path / "other", roles=["x"]).signer_reference("x"))
+    with pytest.raises(SignatureError):
+        verify_supply_evidence(bundle, key=other.public_key, expected_subject_digest="ab" * 32)
+    (bundle / VULNS_PRODUCT).unlink()
+    with pytest.raises(Exception, match=r"^attestations/vulns.json: expected the statement"):
+        verify_supply_evidence(bundle, key=signer.public_key, expected_subject_digest="ab" * 32)
+    with pytest.raises(InputError, match="go together"):
+        write_supply_evidence(bundle, signer=signer, advisories=ADVISORIES, lock=lock)
