@@ -261,3 +261,16 @@ def jwt_aud(jwt: str) -> str:
     from fake_vault import jwt_claims
 
     return str(jwt_claims(jwt)["aud"])
+
+
+def test_a_lease_that_cannot_be_revoked_fails_the_scope_naming_the_reference(vault):
+    fake, address, jwt = vault
+    auth = VaultAuth(address=address, method="kubernetes", role="trainer", jwt_path=str(jwt))
+    with pytest.raises(SecretUnavailable) as err:
+        with secret_scope(vault=auth):
+            resolve_secret("secret://vault/database/creds/readonly#password")
+            fake.leases.clear()  # the lease vanished server-side: revoking it fails
+    text = err.value.diagnostics()
+    assert "secret://vault/database/creds/readonly#password: lease not revoked: InvalidRequest: invalid lease" in text
+    assert "database/creds/readonly/" not in text  # the lease id itself is not shown
+    assert fake.tokens == {}  # the login token was still revoked
