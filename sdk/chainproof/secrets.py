@@ -53,8 +53,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from chainproof.errors import ChainproofError, InputError
 
 __all__ = [
-    "CredentialDefault",
     "KUBERNETES_SECRETS_ROOT",
+    "CredentialDefault",
     "Secret",
     "SecretRef",
     "SecretScope",
@@ -206,7 +206,7 @@ class Secret:
     by accident. Read it with :meth:`reveal` where it is used, and nowhere else.
     """
 
-    __slots__ = ("_field", "_lease_id", "_lease_duration", "_values", "ref", "version")
+    __slots__ = ("_field", "_lease_duration", "_lease_id", "_values", "ref", "version")
 
     def __init__(
         self,
@@ -402,8 +402,10 @@ def _metadata_identity_token(audience: str, *, ref: str, request: Any) -> str:
 
     req = request or Request()
     try:
-        creds = IDTokenCredentials(req, target_audience=audience, use_metadata_identity_endpoint=True)
-        creds.refresh(req)
+        creds = IDTokenCredentials(  # type: ignore[no-untyped-call]
+            req, target_audience=audience, use_metadata_identity_endpoint=True
+        )
+        creds.refresh(req)  # type: ignore[no-untyped-call]
     except (auth_exceptions.GoogleAuthError, ValueError) as exc:
         raise SecretUnavailable(
             ref, f"no identity token from the metadata server for {audience} ({type(exc).__name__})"
@@ -714,11 +716,15 @@ def mount_kubernetes_secret(task: Any, *, secret_name: str, keys: list[str] | No
 def _detectors() -> list[Any]:
     try:
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-        from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString, HexHighEntropyString
+        from detect_secrets.plugins.high_entropy_strings import (
+            Base64HighEntropyString,
+            HexHighEntropyString,
+        )
     except ImportError as exc:  # a core dependency: only a broken install gets here
         raise InputError("detect-secrets is not installed (a chainproof dependency): pip install detect-secrets") from exc
     skip = {"Public IP (ipv4)", "Base64 High Entropy String", "Hex High Entropy String"}
-    plugins = [cls() for kind, cls in get_mapping_from_secret_type_to_class().items() if kind not in skip]
+    mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
+    plugins: list[Any] = [cls() for kind, cls in mapping.items() if kind not in skip]
     # detect-secrets' own default limits.
     return [*plugins, Base64HighEntropyString(limit=4.5), HexHighEntropyString(limit=3.0)]
 

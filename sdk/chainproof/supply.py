@@ -60,9 +60,9 @@ from chainproof.errors import ArtifactRefused, InputError, PolicyViolation, Veri
 
 __all__ = [
     "CYCLONEDX_PREDICATE",
+    "SBOM_PRODUCT",
     "SEVERITIES",
     "VULNS_PREDICATE",
-    "SBOM_PRODUCT",
     "VULNS_PRODUCT",
     "AdvisoryDatabase",
     "Finding",
@@ -136,7 +136,7 @@ def _cyclonedx(args: list[str], *, what: str, validate: bool) -> dict[str, Any]:
     command = [sys.executable, "-m", "cyclonedx_py", *args, "--validate" if validate else "--no-validate",
                "--output-reproducible", "--of", "JSON", "-o", "-"]
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InputError(f"{what}: cyclonedx-py did not run ({type(exc).__name__})") from exc
     if proc.returncode != 0:
@@ -354,7 +354,7 @@ def _load_advisories(signature: tuple[str, int, int]) -> AdvisoryDatabase:
         rel = path.relative_to(root).as_posix()
         manifest.update(f"{rel} {hashlib.sha256(data).hexdigest()}\n".encode())
         try:
-            doc = json.loads(data) if path.suffix == ".json" else yaml.load(data, Loader=loader)  # noqa: S506 - safe loader
+            doc = json.loads(data) if path.suffix == ".json" else yaml.load(data, Loader=loader)
         except (ValueError, yaml.YAMLError) as exc:
             raise InputError(f"{path}: not an OSV advisory ({type(exc).__name__})") from exc
         if not isinstance(doc, Mapping) or not doc.get("id") or "modified" not in doc:
@@ -376,8 +376,8 @@ def _load_advisories(signature: tuple[str, int, int]) -> AdvisoryDatabase:
 
 def _timestamp(value: Any) -> str:
     if isinstance(value, datetime):
-        value = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return _parse_time(str(value)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

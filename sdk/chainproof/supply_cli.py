@@ -62,7 +62,13 @@ def _cmd_sbom(args: argparse.Namespace) -> int:
 def _cmd_vulns(args: argparse.Namespace) -> int:
     from chainproof.attest import load_statement
     from chainproof.signing import load_signer
-    from chainproof.supply import _subject, check_vulns_policy, load_advisories, scan_sbom, vulns_statement
+    from chainproof.supply import (
+        _subject,
+        check_vulns_policy,
+        load_advisories,
+        scan_sbom,
+        vulns_statement,
+    )
 
     bom = _bom(args)
     subject = _subject(bom, args.image or "")

@@ -74,7 +74,7 @@ class FakeVault:
         """A service-account JWT the 'cluster' issued for ``NAMESPACE/NAME``."""
         ns, name = service_account.split("/")
         claims = {"iss": "kubernetes/serviceaccount", "sub": f"system:serviceaccount:{ns}:{name}"}
-        enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+        enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
         token = f"{enc({'alg': 'RS256'})}.{enc(claims)}.{secrets.token_urlsafe(32)}"
         self.kubernetes_jwts[token] = service_account
         return token
@@ -205,7 +205,7 @@ class FakeVault:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_LIST = _do  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = do_LIST = _do
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

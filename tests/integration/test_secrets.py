@@ -17,13 +17,11 @@ import sys
 import textwrap
 
 import pytest
-from google.oauth2.credentials import Credentials
-
 from chainproof.errors import InputError
 from chainproof.secrets import SecretUnavailable, VaultAuth, resolve_secret, secret_scope
-
 from fake_secret_manager import secret_manager_server
 from fake_vault import Role, vault_server
+from google.oauth2.credentials import Credentials
 
 PLANTED = "pl4nted-S3CRET-" + base64.b32encode(os.urandom(10)).decode()
 TOKEN = "ya29.test-access-token-for-secret-manager"

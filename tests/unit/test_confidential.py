@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from chainproof.confidential import (
     CONFIDENTIAL_NODE_LABEL,
     ConfidentialUnsupported,

@@ -10,11 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from chainproof.errors import InputError
 from chainproof.secrets import (
     CredentialDefault,
@@ -25,6 +20,10 @@ from chainproof.secrets import (
     refuse_credential_defaults_in_template,
     secret_scope,
 )
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 UPPER_DIGITS = string.ascii_uppercase + string.digits
 ALNUM = string.ascii_letters + string.digits

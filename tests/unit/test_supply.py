@@ -8,11 +8,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given
-from hypothesis import strategies as st
-from packaging.utils import canonicalize_name
-from packaging.version import Version
-
 from chainproof.attest import load_statement
 from chainproof.errors import InputError, PolicyViolation, SignatureError, VerificationError
 from chainproof.signing import init_keys, load_signer
@@ -35,6 +30,10 @@ from chainproof.supply import (
     verify_sbom,
     vulns_statement,
 )
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 ADVISORIES = ROOT.parent / "shared" / "data" / "pypa-advisory-database" / "vulns"
@@ -241,7 +240,12 @@ def test_missing_inputs_are_one_line_input_errors(tmp_path):
 def test_a_step_writes_its_evidence_in_one_call_and_the_bundle_verifies(tmp_path, signer):
     import hashlib
 
-    from chainproof.supply import SBOM_PRODUCT, VULNS_PRODUCT, verify_supply_evidence, write_supply_evidence
+    from chainproof.supply import (
+        SBOM_PRODUCT,
+        VULNS_PRODUCT,
+        verify_supply_evidence,
+        write_supply_evidence,
+    )
 
     lock = _lock(tmp_path, ["requests==2.32.3", "jinja2==3.1.4"])
     bundle = tmp_path / "bundle"
