@@ -232,6 +232,19 @@ def _without_cloud_kms() -> Iterator[None]:
     yield
 
 
+def _secrets(config: Any, params: Mapping[str, Any]) -> Any:
+    """The secret scope a step with ``secret://`` references runs in (leases revoked at its end)."""
+    from contextlib import nullcontext
+
+    wanted = config.vault or any(isinstance(v, str) and v.startswith("secret://") for v in params.values())
+    if not wanted:
+        return nullcontext(None)
+    from chainproof.secrets import VaultAuth, secret_scope
+
+    vault = VaultAuth(**dict(config.vault)) if config.vault else None
+    return secret_scope(vault=vault, gsm_endpoint=config.secret_manager_endpoint)
+
+
 def run(argv: list[str]) -> None:
     """Run one component under zero trust.
 
@@ -304,8 +317,13 @@ def run(argv: list[str]) -> None:
 
             ctx.parameters.update({k: redact_uri(v) if isinstance(v, str) else v for k, v in sorted(params.items())})
             _CURRENT.append(ctx)
+            scope = _secrets(config, params)
             try:
-                _delegate(argv, executor_input)
+                with scope as opened:
+                    _delegate(argv, executor_input)
+                if opened is not None:
+                    # The references and versions only: a value never reaches the link.
+                    ctx.parameters["secrets"] = opened.records()
             except ChainproofError:
                 raise
             except SystemExit as exc:

@@ -238,6 +238,33 @@ class RequiredAttestations:
         return f"(14) required attestations present and verified: {', '.join(self.kinds)}"
 
 
+@dataclass(frozen=True)
+class VulnerabilityPolicy:
+    """The recorded vulnerability scan meets the auditor's severity and database-age limits."""
+
+    max_severity: str | None
+    max_database_age_days: int | None
+
+    def verify(self, result: VerificationResult, bundle: Path) -> str:
+        """Apply the limits to the verified ``attestations/vulns.json`` (check (18) verified it)."""
+        from chainproof.attest import load_statement
+        from chainproof.supply import VULNS_PRODUCT, check_vulns_policy
+        from chainproof.verify import LAYOUT_FILE, load_layout
+
+        producer = next((s for s in result.steps if VULNS_PRODUCT in s.products), None)
+        if producer is None or "vulns" not in result.attestations:
+            raise PolicyViolation(f"{VULNS_PRODUCT}: the policy limits vulnerabilities, but the chain records no scan")
+        _, layout = load_layout((bundle / LAYOUT_FILE).read_bytes())
+        from securesystemslib.signer import Key
+
+        key = Key.from_dict(producer.keyid, dict(layout.keys[producer.keyid]))
+        statement = load_statement((bundle / VULNS_PRODUCT).read_bytes(), key=key, what=VULNS_PRODUCT)
+        check_vulns_policy(statement, max_severity=self.max_severity, max_database_age_days=self.max_database_age_days)
+        limits = ", ".join(f"{k} {v}" for k, v in (("max_severity", self.max_severity),
+                                                   ("max_database_age_days", self.max_database_age_days)) if v is not None)
+        return f"(14) recorded vulnerability scan within {limits}"
+
+
 _KEY_PREFIX = "^[0-9a-f]{16,64}$"
 
 #: The auditor policy's JSON Schema (draft 2020-12). Every node says, in
@@ -301,8 +328,18 @@ POLICY_SCHEMA: dict[str, Any] = {
             "type": "array",
             "minItems": 1,
             "uniqueItems": True,
-            "description": "a non-empty list of attestation kinds (oms, slsa, vsa)",
-            "items": {"enum": ["oms", "slsa", "vsa"], "description": "an attestation kind: oms, slsa or vsa"},
+            "description": "a non-empty list of attestation kinds (oms, slsa, vsa, sbom, vulns)",
+            "items": {"enum": ["oms", "slsa", "vsa", "sbom", "vulns"],
+                      "description": "an attestation kind: oms, slsa, vsa, sbom or vulns"},
+        },
+        "max_severity": {
+            "enum": ["none", "low", "medium", "high", "critical"],
+            "description": "a severity: none, low, medium, high or critical",
+        },
+        "max_database_age_days": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "a whole number of days (0 or more)",
         },
     },
 }
@@ -406,6 +443,11 @@ class AuditorPolicy:
             c.append(RequiredScanVerdicts({str(k): str(v) for k, v in dict(doc["required_scan_verdicts"]).items()}))
         if "required_attestations" in doc:
             c.append(RequiredAttestations([str(k) for k in doc["required_attestations"]]))
+        if "max_severity" in doc or "max_database_age_days" in doc:
+            c.append(VulnerabilityPolicy(
+                max_severity=str(doc["max_severity"]) if "max_severity" in doc else None,
+                max_database_age_days=int(doc["max_database_age_days"]) if "max_database_age_days" in doc else None,
+            ))
         if not c:
             raise InputError(f"{where}: the policy has no constraint; an empty policy checks nothing")
         return cls(constraints=c, source=source)

@@ -118,6 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             owner_signer=args.owner_signer,
             expected_principals=_pairs(args.expect_principal, "--expect-principal"),
             layout_extensions=layout_ext,
+            advisories=args.advisories or "",
         )
     else:
         if args.param:
@@ -156,6 +157,7 @@ def _run_reference(args: argparse.Namespace, progress: Any, layout_ext: dict[str
         task=args.task,
         min_metrics=",".join(args.min_metric or []),
         max_metrics=",".join(args.max_metric or []),
+        advisories=args.advisories or "",
         progress=progress,
         identity=args.identity,
         allow_service_account_key=args.allow_service_account_key,
@@ -474,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--drop", action="append", metavar="COLUMN", help="a column that is not a feature, e.g. an ID (repeatable)")
     run.add_argument("--task", choices=["classification", "regression", "auto"], default="classification",
                      help="what to train (a numeric target with many values is refused as classification)")
+    run.add_argument("--advisories", metavar="DIR",
+                     help="an OSV advisory folder: the run records a vulnerability scan of its environment (vulns/v0.2)")
     run.add_argument("--min-metric", action="append", metavar="NAME>=VALUE",
                      help="a metric the model must reach, signed into the layout (repeatable; e.g. roc_auc>=0.8)")
     run.add_argument("--max-metric", action="append", metavar="NAME<=VALUE",

@@ -273,6 +273,7 @@ def run_pipeline(
     owner_signer: str | None = None,
     expected_principals: Mapping[str, str] | None = None,
     layout_extensions: Mapping[str, Any] | None = None,
+    advisories: str = "",
 ) -> RunResult:
     """Run a pipeline built with :mod:`chainproof.dsl` locally and verify what it registered.
 
@@ -295,6 +296,8 @@ def run_pipeline(
         owner_signer: the layout owner's signer reference (default: the key ring's owner key).
         expected_principals: step name to the principal it must run as.
         layout_extensions: further chainproof layout extensions.
+        advisories: an OSV advisory folder; the signing step records a vulnerability scan of
+            the environment against it (beside the SBOM it always records).
 
     Returns:
         The verified run.
@@ -371,6 +374,7 @@ def run_pipeline(
         identity=IdentityPolicy(mode=identity, allow_service_account_key=allow_service_account_key),
         owner_public_key=public_key_pem(owner.public_key),
         registry_uri=local_file_uri(workdir / "registry"),
+        advisories=str(Path(advisories).absolute()) if advisories else "",
     )
     log_path = run_dir / "pipeline.log"
     pipeline_dir = run_dir / "pipeline"
@@ -447,6 +451,7 @@ def run_reference_pipeline(
     task: str = "classification",
     min_metrics: str = "",
     max_metrics: str = "",
+    advisories: str = "",
 ) -> RunResult:
     """Run the reference pipeline locally and verify what it registered.
 
@@ -477,6 +482,7 @@ def run_reference_pipeline(
         task: ``classification``, ``regression`` or ``auto``.
         min_metrics: metric minimums the gate enforces (``roc_auc>=0.8``), signed into the layout.
         max_metrics: metric maximums (``rmse<=3``), signed into the layout.
+        advisories: an OSV advisory folder the environment is scanned against.
 
     Returns:
         The verified run.
@@ -539,5 +545,5 @@ def run_reference_pipeline(
         zero_trust_training, params, workdir=workdir, trust_dir=trust_dir, progress=progress, identity=identity,
         allow_service_account_key=allow_service_account_key, adc_credentials_file=adc_credentials_file,
         signers=signers, owner_signer=owner_signer, expected_principals=expected_principals,
-        layout_extensions=extensions,
+        layout_extensions=extensions, advisories=advisories,
     )

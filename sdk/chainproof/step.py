@@ -113,6 +113,10 @@ class RunConfig:
         builder_id: the SLSA builder id of this runner.
         component_image: the component image reference (with digest), when known.
         pipeline_template_sha256: SHA-256 of the compiled pipeline, when known.
+        advisories: an OSV advisory folder the signing step scans the environment against.
+        vault: how steps log in to Vault for ``secret://vault/...`` references
+            (:class:`chainproof.secrets.VaultAuth` fields; never a token).
+        secret_manager_endpoint: a non-default Secret Manager endpoint (``HOST:PORT``).
     """
 
     layout_uri: str
@@ -125,6 +129,9 @@ class RunConfig:
     builder_id: str = "https://chainproof.dev/builders/kfp-local"
     component_image: str = ""
     pipeline_template_sha256: str = ""
+    advisories: str = ""
+    vault: Mapping[str, str] | None = None
+    secret_manager_endpoint: str = ""
 
     def to_json(self) -> str:
         """Return the JSON text of the hidden parameter."""

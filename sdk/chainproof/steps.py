@@ -673,6 +673,23 @@ def sign_work(
         sign_statement(subjects=model_files, predicate_type=SLSA_PROVENANCE, predicate=provenance, signer=ctx.signer),
     )
     ctx.parameters.update({"builder_id": builder_id, "component_image": component_image})
+    _supply_evidence(ctx, advisories=ctx.settings.advisories if ctx.settings else "")
+
+
+def _supply_evidence(ctx: StepContext, *, advisories: str) -> None:
+    """Attest what ran: a CycloneDX SBOM of this environment and, given an OSV database, its scan."""
+    from chainproof import supply
+
+    bom = supply.environment_sbom()
+    subject = supply.environment_digest(supply.sbom_packages(bom))
+    ctx.add_evidence(supply.SBOM_PRODUCT, supply.sbom_statement(bom, signer=ctx.signer))
+    # The link names the environment the SBOM describes: verify compares the two.
+    ctx.parameters["environment_sha256"] = subject
+    if advisories:
+        scan = supply.scan_sbom(bom, supply.load_advisories(advisories))
+        ctx.add_evidence(supply.VULNS_PRODUCT, supply.vulns_statement(
+            scan, signer=ctx.signer, subject=("environment", subject), database_uri=redact_uri(advisories)))
+        ctx.parameters["advisories"] = redact_uri(advisories)
 
 
 def sign_and_attest(

@@ -660,6 +660,24 @@ def _statement_subjects(statement: Mapping[str, Any], what: str) -> dict[str, st
     return subjects
 
 
+def _verify_supply(bundle: Path, layout: Layout, record: StepRecord) -> str:
+    from chainproof.attest import load_statement
+    from chainproof.supply import VULNS_PRODUCT, check_vulns_policy, verify_sbom
+
+    params = record.environment.get("parameters", {}) if isinstance(record.environment, dict) else {}
+    subject = str(params.get("environment_sha256", ""))
+    if not subject:
+        raise ArtifactRefused("attestations/sbom.json", f"the link of {record.name} names no environment digest for it")
+    key = _layout_key(layout, record.keyid)
+    verify_sbom((bundle / "attestations" / "sbom.json").read_bytes(), subject, key=key)
+    line = f"(18) attestations/sbom.json by {record.name} describes the environment sha256:{subject[:16]} its link names"
+    if VULNS_PRODUCT in record.products:
+        statement = load_statement((bundle / VULNS_PRODUCT).read_bytes(), key=key, what=VULNS_PRODUCT)
+        check_vulns_policy(statement, expected_subject_digest=subject)
+        line += "; attestations/vulns.json checked every package"
+    return line
+
+
 def verify_model_evidence(
     bundle: Path,
     layout: Layout,
@@ -708,6 +726,14 @@ def verify_model_evidence(
     checks.append(f"(9) {len(delivered)} model files match the products of {producer}")
 
     for record in records.values():
+        if "attestations/sbom.json" in record.products:
+            # (18) The SBOM (and the vulnerability scan) describe the environment the step's
+            # link names, are signed by that step, and no package went unchecked.
+            at("18")
+            checks.append(_verify_supply(bundle, layout, record))
+            attestations["sbom"] = "attestations/sbom.json"
+            if "attestations/vulns.json" in record.products:
+                attestations["vulns"] = "attestations/vulns.json"
         if "attestations/model.sig" in record.products:
             # (10) The OpenSSF Model Signing signature verifies with its step's key.
             at("10")

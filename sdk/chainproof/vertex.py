@@ -115,6 +115,10 @@ def compile_pipeline(*, image: str, output: Path, target: str = "vertex", pipeli
         doc = yaml.safe_load(staging.read_text())
         _pin_images(doc, pinned, placeholder=COMPONENT_IMAGE)
         staging.write_text(yaml.safe_dump(doc, sort_keys=True))
+        from chainproof.secrets import refuse_credential_defaults_in_template
+
+        # A credential as a parameter default would sit in the template, the job and its logs.
+        refuse_credential_defaults_in_template(staging)
         staging.replace(output)
     finally:
         staging.unlink(missing_ok=True)
