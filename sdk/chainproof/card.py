@@ -690,3 +690,76 @@ def render_card_html(card: Mapping[str, Any]) -> str:
         parts += ["<h3>Provenance</h3>", table(("what", "value"), rows, "card-provenance")]
     parts.append("</section>")
     return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# The command line: chainproof card REF [--format md|json|html]
+
+
+def _page(fragment: str) -> str:
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Model card</title>'
+        "<style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}</style>"
+        f"</head><body>\n{fragment}\n</body></html>\n"
+    )
+
+
+def _cmd_card(args: Any) -> int:
+    import sys
+    import tempfile
+
+    from chainproof import cli
+    from chainproof.verify import verify_bundle
+
+    with tempfile.TemporaryDirectory(prefix="chainproof-card-") as tmp:
+        if args.bundle.startswith(("vertex://", "local://")):
+            result, bundle = cli._verify_registered(args, Path(tmp), None)
+        else:
+            bundle = Path(args.bundle)
+            result = verify_bundle(bundle, trusted_owner_keys=cli._trusted_keys(args.owner_key), model_dir=args.model)
+        signed = _attested(result, CARD_NAME) is not None
+        if signed:
+            # The chain carries a signed card: show that one, once it verifies.
+            card = verify_card((bundle / CARD_NAME).read_bytes(), result, bundle, layout_card_keys(bundle))
+        else:
+            card = build_card(result, bundle)
+        if args.sign_with:
+            if not args.output:
+                raise InputError("--sign-with writes the signed card: give -o FILE")
+            from chainproof.attest import write_atomic
+            from chainproof.signing import load_signer
+
+            write_atomic(Path(args.output), sign_card(card, result=result, signer=load_signer(args.sign_with)))
+            print(f"signed card written to {args.output}", file=sys.stderr)
+    origin = f"signed card {CARD_NAME} verified" if signed else "built from the verified chain"
+    if args.format == "json":
+        cli._print_json({"verified": True, "signed": signed, "model_sha256": result.model_sha256, "card": card})
+    elif args.format == "html":
+        sys.stdout.write(_page(render_card_html(card)))
+    else:
+        sys.stdout.write(render_card_markdown(card))
+    print(f"OK: model card of sha256:{result.model_sha256} ({origin})", file=sys.stderr)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``chainproof card`` on the CLI's subcommand parser.
+
+    Args:
+        sub: the ``add_subparsers()`` object of :func:`chainproof.cli.build_parser`.
+    """
+    card = sub.add_parser(
+        "card",
+        help="print the model card of a verified bundle or registered version (Model Card Toolkit v0.0.2)",
+    )
+    card.add_argument("bundle", metavar="REF",
+                      help="a bundle folder, local://NAME@VERSION or vertex://projects/P/locations/L/models/ID@VERSION")
+    card.add_argument("--format", choices=["md", "json", "html"], default="md")
+    card.add_argument("--registry", default="chainproof-work/registry",
+                      help="the local registry folder for local:// (default: ./chainproof-work/registry)")
+    card.add_argument("--owner-key", action="append", help="trusted owner public key PEM (repeatable); default: the trust store")
+    card.add_argument("--model", help="the model folder (default: the location bundle.json records)")
+    card.add_argument("--sign-with", metavar="SIGNER", help="sign the card (file:PATH, gcpkms://..., sigstore:...) and write it to -o")
+    card.add_argument("-o", "--output", help="where --sign-with writes the signed card (a DSSE envelope)")
+    card.set_defaults(func=_cmd_card)

@@ -271,3 +271,37 @@ def test_card_renders_as_markdown_and_as_escaped_html(card, chain):
     assert fragment.startswith('<section id="model-card"') and fragment.endswith("</section>")
     assert "<script>" not in fragment and "&lt;script&gt;" in fragment
     assert 'class="card-robustness"' in fragment
+
+
+@pytest.mark.parametrize("fmt", ["md", "json", "html"])
+def test_cli_prints_the_card_of_a_verified_bundle(registered, capsys, fmt, tmp_path):
+    from chainproof.cli import main
+
+    owner = str(registered.keys_dir / "owner.pub")
+    signed = tmp_path / "card.json"
+    code = main(["card", str(registered.bundle), "--owner-key", owner, "--format", fmt,
+                 "--sign-with", f"file:{registered.keys_dir / 'sign_and_attest.pem'}", "-o", str(signed)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "OK: model card of sha256:" in err and "(built from the verified chain)" in err
+    if fmt == "json":
+        doc = json.loads(out.strip().splitlines()[-1])
+        assert doc["verified"] is True and doc["signed"] is False
+        validate_card(doc["card"]["modelCard"])
+    elif fmt == "html":
+        assert out.startswith("<!doctype html>") and '<section id="model-card"' in out
+    else:
+        assert out.startswith("# Model card: chainproof-model")
+    result = verify_bundle(registered.bundle, trusted_owner_keys=registered.owner_keys)
+    verify_card(signed.read_bytes(), result, registered.bundle, layout_card_keys(registered.bundle))
+
+
+def test_cli_refuses_the_card_of_a_tampered_bundle(registered, capsys):
+    from chainproof.cli import main
+
+    metrics = registered.bundle / "metrics" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"accuracy": 0.', '"accuracy": 1.'))
+    code = main(["card", str(registered.bundle), "--owner-key", str(registered.keys_dir / "owner.pub")])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err.startswith("FAIL: metrics/metrics.json") and "Traceback" not in err
