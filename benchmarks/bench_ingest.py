@@ -7,7 +7,6 @@ holding one float64 array (model weights), generated once with a fixed seed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys

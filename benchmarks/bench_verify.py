@@ -13,7 +13,6 @@ delivered model and bundled evidence, which a synthetic chain does not have.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys

@@ -8,10 +8,11 @@ Example:
     >>> bound.train_model.component_spec.implementation.container.image.endswith("a" * 64)
     True
 
-Each component is a thin wrapper: typed inputs and outputs, a docstring KFP copies
-into the compiled spec, and one call into :mod:`chainproof.steps`. Every step
-verifies its predecessors' links and the digests of what it receives before use,
-and writes its own in-toto link into the chain it hands on.
+Each component is a :func:`chainproof.dsl.component`: typed inputs and outputs, a
+docstring KFP copies into the compiled spec, and one call into :mod:`chainproof.steps`.
+Like a data scientist's own components, every step verifies the links and digests of
+what it receives before use and signs its own in-toto link; they mix freely in one
+pipeline built with :func:`chainproof.dsl.pipeline`.
 
 The module-level components run the placeholder :data:`COMPONENT_IMAGE` (fine for
 ``kfp.local``, which runs them in-process); :func:`components_for_image` rebuilds
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from kfp import dsl
 
 from chainproof.artifact_types import VertexModel
 from chainproof.components._image import COMPONENT_IMAGE
@@ -97,9 +96,22 @@ def components_for_image(image: str) -> ComponentSet:
     """
     from chainproof.images import check_image_reference
 
+    from chainproof.dsl import component
+
     pinned = check_image_reference(image).reference
     rebuilt = {
-        name: dsl.component(comp.python_func, base_image=pinned, install_kfp_package=False)
+        name: component(comp.python_func, role=comp.chainproof_role, base_image=pinned)
         for name, comp in _DEFAULTS.items()
     }
+    _companions(rebuilt)
     return ComponentSet(image=pinned, **rebuilt)
+
+
+def _companions(components: dict[str, Any]) -> None:
+    # register_model called without a gate places these two before itself.
+    components["register_model"].companions = {
+        "sign_and_attest": components["sign_and_attest"], "verify_chain": components["verify_chain"],
+    }
+
+
+_companions(_DEFAULTS)

@@ -1,69 +1,67 @@
-"""KFP component: verify the dataset against the chain, train, attest the model."""
+"""KFP component: train the built-in scikit-learn estimator on the verified dataset."""
 
-from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from chainproof.components._image import COMPONENT_IMAGE
+from chainproof.dsl import component
 
 
-@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@component(role="train", base_image=COMPONENT_IMAGE)
 def train_model(
     dataset: Input[Dataset],
-    chain: Input[Artifact],
-    layout_sha256: str,
-    signer: str,
     target_column: str,
     model: Output[Model],
     metrics: Output[Metrics],
-    chain_out: Output[Artifact],
     estimator: str = "random_forest",
     hyperparameters: str = "{}",
     test_size: float = 0.25,
     random_state: int = 0,
-    identity: str = "local",
-    allow_service_account_key: bool = False,
+    drop: str = "",
+    task: str = "classification",
 ) -> None:
-    """Verify the ingested dataset against its attested digest, train a scikit-learn classifier, attest the model.
+    """Train a scikit-learn model on a verified table (categories and gaps handled inside the saved Pipeline).
 
-    Before training, the step verifies the chain so far against the pinned layout
-    and refuses a dataset whose files differ from the products of secure_ingest.
+    Before training, the dataset is verified against the link of the step that
+    produced it (ingest, or your own preprocessing), on a private copy. Numeric columns
+    are imputed (median), categorical string columns imputed and one-hot encoded, inside
+    one scikit-learn Pipeline saved with the model; model/features.json records the
+    feature names, types and order.
 
     Args:
-        dataset: The dataset folder from secure_ingest.
-        chain: The chain folder from secure_ingest.
-        layout_sha256: The pinned SHA-256 of the layout.
-        signer: This step's signer reference.
+        dataset: The dataset folder (one CSV).
         target_column: The label column of the CSV.
         model: The trained model folder (model/model.joblib).
         metrics: Held-out metrics of the model.
-        chain_out: The chain extended with this step's link and metrics.
-        estimator: random_forest, logistic_regression, gradient_boosting or decision_tree.
+        estimator: random_forest, logistic_regression, gradient_boosting, decision_tree (classification);
+            random_forest, linear_regression, ridge, gradient_boosting, decision_tree (regression).
         hyperparameters: A JSON object of estimator parameters.
         test_size: Fraction of rows held out for the metrics.
         random_state: Seed of the train/test split.
-        identity: Who the step runs as: local (the local user, recorded as such; no metadata server) or gcp
-            (Application Default Credentials: the metadata server or workload identity federation).
-        allow_service_account_key: Accept a service-account key file (refused by default); the override
-            is recorded in the link and reported by chainproof verify unless the layout allows it.
+        drop: Columns that are not features (identifiers): comma-separated or a JSON list.
+        task: classification, regression or auto (a numeric target with many distinct values is refused
+            as a classification target unless the task says so).
     """
-    from chainproof import steps
+    import os
+    from pathlib import Path
 
-    outcome = steps.train_model(
-        dataset_dir=dataset.path,
-        chain_in=chain.path,
-        layout_sha256=layout_sha256,
-        signer=signer,
+    from chainproof import steps
+    from chainproof.step import current_step
+
+    os.makedirs(model.path, exist_ok=True)
+    result = steps.train_work(
+        current_step(),
+        dataset=Path(dataset.path),
+        model_out=Path(model.path),
         target_column=target_column,
-        model_dir=model.path,
-        chain_out=chain_out.path,
         estimator=estimator,
         hyperparameters=hyperparameters,
         test_size=test_size,
         random_state=random_state,
-        identity=identity,
-        allow_service_account_key=allow_service_account_key,
+        drop=drop,
+        task=task,
     )
-    for key, value in outcome.metadata["metrics"].items():
+    for key, value in result.metrics.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(key, value)
-    model.metadata.update({"framework": "scikit-learn", "model_sha256": outcome.metadata["model_sha256"]})
+    model.metadata.update({"framework": "scikit-learn", "task": result.task,
+                           "features": [f["name"] for f in result.features]})

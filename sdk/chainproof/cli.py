@@ -73,8 +73,6 @@ def _cmd_keys_init(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from chainproof.runner import run_reference_pipeline
-
     console = Console(stderr=True, highlight=False)
     started: dict[str, float] = {}
 
@@ -92,7 +90,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.layout_allow_service_account_key:
         allowed = list(dict.fromkeys(args.layout_allow_service_account_key))
         layout_ext["allow_service_account_keys"] = True if "all" in allowed else allowed
-    result = run_reference_pipeline(
+    if args.pipeline:
+        from chainproof.local import coerce_parameters, load_pipeline
+        from chainproof.runner import run_pipeline
+
+        clash = [flag for flag, value in (("--data", args.data), ("--sha256", args.sha256), ("--target", args.target),
+                                          ("--schema", args.schema)) if value]
+        if clash:
+            raise InputError(f"{clash[0]} is for the reference pipeline; with --pipeline give --param NAME=VALUE")
+        pipeline_func = load_pipeline(args.pipeline)
+        result = run_pipeline(
+            pipeline_func,
+            coerce_parameters(pipeline_func, _pairs(args.param, "--param")),
+            workdir=Path(args.workdir),
+            trust_dir=default_trust_dir(),
+            progress=progress,
+            identity=args.identity,
+            allow_service_account_key=args.allow_service_account_key,
+            adc_credentials_file=os.environ.get(ADC_ENV) or None,
+            signers=_pairs(args.signer, "--signer"),
+            owner_signer=args.owner_signer,
+            expected_principals=_pairs(args.expect_principal, "--expect-principal"),
+            layout_extensions=layout_ext,
+        )
+    else:
+        if args.param:
+            raise InputError("--param goes with --pipeline FILE.py:NAME")
+        result = _run_reference(args, progress, layout_ext)
+    if args.format == "json":
+        _print_json(result.to_dict())
+        return 0
+    print(f"OK: registered {result.registered}")
+    print(f"  model        {result.model}")
+    print(f"  model sha256 {result.model_sha256}")
+    print(f"  bundle       {result.bundle}")
+    print(f"  owner key    {result.owner_key}")
+    metrics = {k: v for k, v in result.metrics().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if metrics:
+        print("  metrics      " + ", ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())))
+    print(f"verify it:     chainproof verify {result.bundle} --owner-key {result.owner_key}")
+    return 0
+
+
+def _run_reference(args: argparse.Namespace, progress: Any, layout_ext: dict[str, Any]) -> Any:
+    from chainproof.runner import run_reference_pipeline
+
+    return run_reference_pipeline(
         workdir=Path(args.workdir),
         trust_dir=default_trust_dir(),
         data=args.data or None,
@@ -102,6 +145,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         estimator=args.estimator,
         hyperparameters=args.hyperparameters,
         tabular_schema=_read_schema(args.schema),
+        drop=",".join(args.drop or []),
+        task=args.task,
+        min_metrics=",".join(args.min_metric or []),
+        max_metrics=",".join(args.max_metric or []),
         progress=progress,
         identity=args.identity,
         allow_service_account_key=args.allow_service_account_key,
@@ -113,16 +160,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
         layout_extensions=layout_ext,
     )
-    if args.format == "json":
-        _print_json(result.to_dict())
-        return 0
-    print(f"OK: registered {result.registered}")
-    print(f"  model        {result.model}")
-    print(f"  model sha256 {result.model_sha256}")
-    print(f"  bundle       {result.bundle}")
-    print(f"  owner key    {result.owner_key}")
-    print(f"verify it:     chainproof verify {result.bundle} --owner-key {result.owner_key}")
-    return 0
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -266,7 +303,12 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from chainproof.vertex import compile_pipeline
 
     output = Path(args.output)
-    digest = compile_pipeline(image=args.image, output=output, target=args.target)
+    pipeline_func = None
+    if args.pipeline:
+        from chainproof.local import load_pipeline
+
+        pipeline_func = load_pipeline(args.pipeline)
+    digest = compile_pipeline(image=args.image, output=output, target=args.target, pipeline_func=pipeline_func)
     if args.format == "json":
         _print_json({"template": str(output), "template_sha256": digest, "image": args.image, "target": args.target})
         return 0
@@ -285,20 +327,29 @@ def _parse_params(items: list[str] | None) -> dict[str, str]:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from chainproof.policy import REFERENCE_STEPS
+    import yaml
+
+    from chainproof.dsl import derive_graph
     from chainproof.signing import load_public_key
     from chainproof.vertex import submit_pipeline
 
+    template = Path(args.template)
+    if args.pipeline:
+        from chainproof.local import load_pipeline
+        from chainproof.vertex import compile_pipeline
+
+        if not args.image:
+            raise InputError("--pipeline needs --image REGISTRY/PATH@sha256:DIGEST to compile it for Vertex AI")
+        compile_pipeline(image=args.image, output=template, pipeline_func=load_pipeline(args.pipeline))
+    if not template.is_file():
+        raise InputError(f"{template}: no compiled pipeline (run chainproof compile, or give --pipeline and --image)")
+    try:
+        steps = derive_graph(yaml.safe_load(template.read_text())).step_names
+    except yaml.YAMLError as exc:
+        raise InputError(f"{template}: not a compiled KFP pipeline (YAML error)") from exc
     keys_dir = Path(args.keys)
-    step_keys = {s.name: load_public_key(keys_dir / f"{s.name}.pub") for s in REFERENCE_STEPS}
+    step_keys = {step: load_public_key(keys_dir / f"{step}.pub") for step in steps}
     params = _parse_params(args.param)
-    params.setdefault(
-        "registry_uri",
-        f"vertex://projects/{args.project}/locations/{args.region}?artifacts={args.pipeline_root.rstrip('/')}/registry",
-    )
-    params.setdefault("builder_id", "https://chainproof.dev/builders/vertex-ai-pipelines")
-    # On Vertex AI every step resolves its workload identity (a local user means nothing there).
-    params.setdefault("identity", "gcp")
     run = submit_pipeline(
         template=Path(args.template),
         project=args.project,
@@ -307,6 +358,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         service_account=args.service_account or "",
         owner_signer=args.owner_signer,
         step_keys=step_keys,
+        signers=_pairs(args.signer, "--signer"),
         parameters=params,
         display_name=args.display_name,
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
@@ -346,7 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--format", choices=["text", "json"], default="text")
     init.set_defaults(func=_cmd_keys_init)
 
-    run = sub.add_parser("run", help="run the reference pipeline locally (kfp.local) and verify it")
+    run = sub.add_parser("run", help="run a pipeline locally (kfp.local) and verify what it registered")
+    run.add_argument("--pipeline", metavar="FILE.py:NAME",
+                     help="your own pipeline (built with chainproof.dsl); default: the reference pipeline")
+    run.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="a parameter of --pipeline (repeatable; local paths become file:// URIs)")
     run.add_argument("--workdir", default="chainproof-work", help="keys, runs and the local registry (default: ./chainproof-work)")
     run.add_argument("--data", help="your own CSV: a path or a gs://, https://, s3:// URI (default: the built-in sample)")
     run.add_argument("--sha256", help="pinned SHA-256 of --data")
@@ -355,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--estimator", default="random_forest")
     run.add_argument("--hyperparameters", default="{}", help="estimator parameters as a JSON object")
     run.add_argument("--schema", help="a tabular schema (YAML or JSON) the CSV must match: columns, types, ranges")
+    run.add_argument("--drop", action="append", metavar="COLUMN", help="a column that is not a feature, e.g. an ID (repeatable)")
+    run.add_argument("--task", choices=["classification", "regression", "auto"], default="classification",
+                     help="what to train (a numeric target with many values is refused as classification)")
+    run.add_argument("--min-metric", action="append", metavar="NAME>=VALUE",
+                     help="a metric the model must reach, signed into the layout (repeatable; e.g. roc_auc>=0.8)")
+    run.add_argument("--max-metric", action="append", metavar="NAME<=VALUE",
+                     help="a metric the model must not exceed (repeatable; e.g. rmse<=3.5)")
     run.add_argument("--identity", choices=["local", "gcp"], default="local",
                      help="who the steps run as: local (the local user; no metadata server) or gcp "
                           "(Application Default Credentials: workload identity; key files refused)")
@@ -374,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="compile the reference pipeline with every component on one digest-pinned image")
     comp.add_argument("--image", required=True, help="REGISTRY/PATH@sha256:DIGEST (a tag alone is refused)")
+    comp.add_argument("--pipeline", metavar="FILE.py:NAME", help="your own pipeline (default: the reference pipeline)")
     comp.add_argument("-o", "--output", default="pipeline.yaml", help="the pipeline YAML to write (default: pipeline.yaml)")
     comp.add_argument("--target", choices=["vertex", "local"], default="vertex", help="where it will run (sets the SLSA builder id)")
     comp.add_argument("--format", choices=["text", "json"], default="text")
@@ -387,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--owner-signer", required=True, help="the owner's signer reference, e.g. file:keys/owner.pem")
     submit.add_argument("--keys", default="chainproof-work/keys", help="folder of the steps' public keys STEP.pub (default: ./chainproof-work/keys)")
     submit.add_argument("--template", default="pipeline.yaml", help="the compiled pipeline (default: pipeline.yaml)")
+    submit.add_argument("--pipeline", metavar="FILE.py:NAME", help="compile and submit your own pipeline (with --image)")
+    submit.add_argument("--image", help="with --pipeline: REGISTRY/PATH@sha256:DIGEST every component runs")
+    submit.add_argument("--signer", action="append", metavar="STEP=REF",
+                        help="signer of one step, e.g. gcpkms://projects/.../cryptoKeyVersions/1 (one per step; repeatable)")
     submit.add_argument("--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
     submit.add_argument("--expect-principal", action="append", metavar="STEP=EMAIL",
                         help="pin the service account a step must run as, in the owner-signed layout (repeatable)")

@@ -20,11 +20,13 @@ __all__ = [
     "ArtifactRefused",
     "ChainError",
     "ChainproofError",
+    "ColumnError",
     "CredentialRefused",
     "DigestMismatch",
     "InputError",
     "KeyExists",
     "LayoutError",
+    "MetricBelowThreshold",
     "PolicyViolation",
     "RegistryError",
     "SignatureError",
@@ -67,6 +69,20 @@ class InputError(ChainproofError):
     """A usage or input error: a missing file, a malformed argument or document."""
 
     exit_code = 2
+
+
+class ColumnError(InputError):
+    """A column of a table cannot be used as the caller asked (training data, a feature, the target).
+
+    Attributes:
+        artifact: the table (a file name).
+        column: the column's name.
+        reason: what is wrong with it, with what was expected and found.
+    """
+
+    def __init__(self, artifact: str, column: str, reason: str) -> None:
+        super().__init__(f"{artifact}: column {column!r}: {reason}")
+        self.artifact, self.column, self.reason = artifact, column, reason
 
 
 class KeyExists(InputError):
@@ -130,6 +146,42 @@ class ChainError(VerificationError):
 
 class PolicyViolation(VerificationError):
     """The chain verifies, but breaks a constraint of the verifier's policy."""
+
+
+class MetricBelowThreshold(PolicyViolation):
+    """A model's metric fails a threshold the owner or the auditor requires.
+
+    Also raised when a required metric is missing or is not a finite number
+    (``value`` is then ``None`` or what was found).
+
+    Attributes:
+        metric: the metric's name (``roc_auc``).
+        threshold: the required bound.
+        value: the metric's value (``None`` when the metric is missing).
+        comparison: the comparison that had to hold (``>=``, ``>``, ``<=``, ``<``).
+    """
+
+    def __init__(self, metric: str, threshold: float, value: object, comparison: str, *, reason: str = "") -> None:
+        strict = "exclusive " if comparison in (">", "<") else ""
+        bound = f"{strict}{'minimum' if comparison.startswith('>') else 'maximum'} {_number(threshold)}"
+        if reason:
+            message = f"metric {metric} {reason} (required {bound})"
+        elif comparison.startswith(">"):
+            message = f"metric {metric} = {_number(value)} is below the required {bound}"
+        else:
+            message = f"metric {metric} = {_number(value)} is above the allowed {bound}"
+        super().__init__(message)
+        self.metric, self.threshold, self.value, self.comparison = metric, threshold, value, comparison
+
+
+def _number(value: object) -> str:
+    """Print a number as a person reads it: two decimals when exact (0.80), else every digit needed."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        x = float(value)
+        if abs(x) < 1e6 and float(f"{x:.2f}") == x:
+            return f"{x:.2f}"
+        return repr(x)
+    return repr(value)[:40]
 
 
 class CredentialRefused(ChainproofError):

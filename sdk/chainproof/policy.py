@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_EXPIRY",
     "EXT_ALLOW_SERVICE_ACCOUNT_KEYS",
     "EXT_EXPECTED_PRINCIPALS",
+    "EXT_PIPELINE",
     "REFERENCE_STEPS",
     "RUN_ID",
     "StepSpec",
@@ -48,8 +49,11 @@ __all__ = [
     "generate_layout",
     "insert_transform",
     "layout_extensions",
+    "pipeline_graph",
     "sign_layout",
+    "step_ancestors",
     "step_names",
+    "step_parents",
 ]
 
 #: The logical name of the run-identity artifact the first step creates.
@@ -357,3 +361,62 @@ def allows_service_account_key(layout: Layout, step: str) -> bool:
     if isinstance(value, dict):
         return value.get(step) is True
     return False
+
+
+#: Layout extension: the pipeline's task graph as the owner signed it (see
+#: :mod:`chainproof.dsl`): ``parents``, ``inputs``, ``outputs`` and ``roles`` per step.
+EXT_PIPELINE = "pipeline"
+
+
+def pipeline_graph(layout: Layout) -> dict[str, Any] | None:
+    """Return the task graph a layout derived from a pipeline records, if any.
+
+    Args:
+        layout: the trusted layout.
+
+    Returns:
+        ``{"parents": {step: [step]}, "inputs": {step: {input: {"from", "output", "kind"}}},
+        "outputs": {step: {output: kind}}, "roles": {step: role}}``, or ``None`` for a
+        layout with a fixed step order (the steps then run one after the other).
+    """
+    graph = layout_extensions(layout).get(EXT_PIPELINE)
+    return graph if isinstance(graph, dict) else None
+
+
+def step_parents(layout: Layout) -> dict[str, list[str]] | None:
+    """Return each step's parents in the pipeline graph, or ``None`` for a sequential layout.
+
+    Args:
+        layout: the trusted layout.
+
+    Returns:
+        Step name to the steps it consumes artifacts from.
+    """
+    graph = pipeline_graph(layout)
+    if graph is None:
+        return None
+    parents = graph.get("parents")
+    return {str(k): [str(p) for p in v] for k, v in parents.items()} if isinstance(parents, dict) else {}
+
+
+def step_ancestors(layout: Layout, step: str) -> list[str] | None:
+    """Return every step a step transitively consumes from, or ``None`` for a sequential layout.
+
+    Args:
+        layout: the trusted layout.
+        step: the step.
+
+    Returns:
+        The ancestors' names (unordered), or ``None`` when the layout has no graph.
+    """
+    parents = step_parents(layout)
+    if parents is None:
+        return None
+    seen: set[str] = set()
+    todo = list(parents.get(step, []))
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(parents.get(name, []))
+    return sorted(seen)

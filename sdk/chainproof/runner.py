@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,13 +31,16 @@ from urllib.parse import quote, urlparse
 from chainproof.digests import check_sha256_hex
 from chainproof.errors import ChainproofError, InputError, PolicyViolation
 from chainproof.identity import IDENTITY_MODES, check_adc_file
-from chainproof.policy import EXT_EXPECTED_PRINCIPALS, REFERENCE_STEPS, generate_layout, sign_layout
+from chainproof._exec import CONFIG_INPUT
+from chainproof.policy import EXT_EXPECTED_PRINCIPALS, generate_layout, sign_layout
 from chainproof.registry import LocalModelRegistry
-from chainproof.signing import KeyRing, TrustStore, init_keys, load_public_key, load_signer, public_key_pem
-from chainproof.steps import FAILURE_MARKER
+from chainproof.signing import KeyRing, TrustStore, add_roles, init_keys, load_public_key, load_signer, public_key_pem
+from chainproof.step import FAILURE_MARKER, IdentityPolicy, RunConfig
 from chainproof.verify import LAYOUT_FILE, VerificationResult, verify_bundle
 
-__all__ = ["SAMPLE", "RunResult", "Sample", "StepFailed", "kfp_safe", "local_file_uri", "run_reference_pipeline"]
+__all__ = [
+    "SAMPLE", "RunResult", "Sample", "StepFailed", "kfp_safe", "local_file_uri", "run_pipeline", "run_reference_pipeline",
+]
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,17 @@ class RunResult:
             "run_dir": str(self.run_dir),
             "log": str(self.log),
             "steps": [s.name for s in self.verification.steps],
+            "metrics": self.metrics(),
         }
+
+    def metrics(self) -> dict[str, Any]:
+        """Return the attested metrics of the run (every ``metrics/*.json`` of the bundle)."""
+        found: dict[str, Any] = {}
+        for path in sorted((self.bundle / "metrics").glob("*.json")):
+            doc = json.loads(path.read_text())
+            if isinstance(doc, dict):
+                found.update(doc)
+        return found
 
 
 class _LogTap(io.TextIOBase):
@@ -203,18 +217,181 @@ def _ensure_keys(keys_dir: Path, roles: list[str]) -> KeyRing:
     ring = KeyRing.load(keys_dir)
     missing = [r for r in roles if r not in ring.roles]
     if missing:
-        raise InputError(f"{keys_dir}: key ring has no key for {', '.join(missing)}")
+        # A pipeline of your own has its own steps: development keys are added for them.
+        ring = add_roles(ring, missing)
     return ring
 
 
 def _failure(tap: _LogTap, exc: BaseException, log: Path) -> ChainproofError:
     for line in tap.failures:
-        m = re.match(r"([a-z_]+) exit=(\d): (.*)", line)
+        m = re.match(r"([A-Za-z0-9_]+) exit=(\d): (.*)", line)
         if m:
             return StepFailed(m.group(1), m.group(3), int(m.group(2)))
     task = re.search(r"Inner task failed: '?([A-Za-z0-9_-]+)", re.sub(r"\x1b\[[0-9;]*m", "", str(exc)))
     name = task.group(1) if task else "pipeline"
     return StepFailed(name, f"failed without a chainproof diagnosis; see {log}", 1)
+
+
+def _registered_reference(pipeline_dir: Path, tasks: list[str]) -> str:
+    """Find what the registration tasks of a kfp.local run returned."""
+    for task in tasks:
+        for output in sorted(pipeline_dir.glob(f"*/{task}/executor_output.json")):
+            doc = json.loads(output.read_text())
+            value = (doc.get("parameterValues") or {}).get("Output")
+            if value:
+                return str(value)
+    return ""
+
+
+def run_pipeline(
+    pipeline_func: Any,
+    params: Mapping[str, Any],
+    *,
+    workdir: Path,
+    trust_dir: Path,
+    progress: Callable[[str, str], None] | None = None,
+    identity: str = "local",
+    allow_service_account_key: bool = False,
+    adc_credentials_file: str | None = None,
+    signers: Mapping[str, str] | None = None,
+    owner_signer: str | None = None,
+    expected_principals: Mapping[str, str] | None = None,
+    layout_extensions: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run a pipeline built with :mod:`chainproof.dsl` locally and verify what it registered.
+
+    Development keys are created for every task on the first run; the layout is
+    derived from the pipeline's task graph, signed with the owner key here (outside the
+    pipeline) and pinned by digest; kfp's SubprocessRunner runs every task; and the
+    registered bundle is verified against the owner key at the end.
+
+    Args:
+        pipeline_func: the pipeline (``@chainproof.dsl.pipeline``).
+        params: the pipeline's own parameters.
+        workdir: keys, runs and the local registry live here.
+        trust_dir: the trust store the owner key is added to.
+        progress: called with (step, state) as steps start and finish.
+        identity: ``local`` or ``gcp`` for every step.
+        allow_service_account_key: accept a service-account key file (recorded in every link).
+        adc_credentials_file: the file ``GOOGLE_APPLICATION_CREDENTIALS`` names; a
+            service-account key there is refused before any step runs.
+        signers: step name to signer reference; other steps use the development key ring.
+        owner_signer: the layout owner's signer reference (default: the key ring's owner key).
+        expected_principals: step name to the principal it must run as.
+        layout_extensions: further chainproof layout extensions.
+
+    Returns:
+        The verified run.
+
+    Raises:
+        StepFailed: a step refused its input or failed (the message is the step's).
+        InputError: the pipeline cannot be made into a sound layout, or bad arguments.
+        VerificationError: the registered bundle does not verify.
+
+    Side effects:
+        Creates development keys, writes under ``workdir``, adds the owner key to
+        ``trust_dir``, and runs each task in a subprocess.
+    """
+    import kfp.local
+
+    from chainproof.dsl import derive_graph
+
+    if identity not in IDENTITY_MODES:
+        raise InputError(f"--identity {identity!r}: expected one of {', '.join(IDENTITY_MODES)}")
+    graph = derive_graph(pipeline_func)
+    step_names = graph.step_names
+    chosen = dict(signers or {})
+    for what, given in (("--signer", chosen), ("--expect-principal", dict(expected_principals or {}))):
+        unknown = sorted(set(given) - set(step_names))
+        if unknown:
+            raise InputError(f"{what}: unknown step(s) {', '.join(unknown)} (steps: {', '.join(step_names)})")
+    missing = sorted(k for k, v in graph.parameters.items() if k not in params and v is not None and k in _required(pipeline_func))
+    if missing:
+        raise InputError(f"pipeline {graph.name}: missing parameter(s) {', '.join(missing)} (give them with --param NAME=VALUE)")
+    # Before any step runs: ADC pointing at a service-account key file is refused here too.
+    if adc_credentials_file:
+        check_adc_file(adc_credentials_file, allow_service_account_key=allow_service_account_key)
+
+    workdir = workdir.absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    ring_roles = [r for r in ["owner", *step_names] if r not in chosen and not (r == "owner" and owner_signer)]
+    ring = _ensure_keys(workdir / "keys", ring_roles) if ring_roles else None
+    references = {step: chosen.get(step) or ring.signer_reference(step) for step in step_names}  # type: ignore[union-attr]
+    owner = load_signer(owner_signer or ring.signer_reference("owner"))  # type: ignore[union-attr]
+    # Each functionary's public key is fetched once, here, and pinned in the layout.
+    functionaries = {
+        step: load_public_key(ring.public_key_path(step)) if step not in chosen else load_signer(ref).public_key  # type: ignore[union-attr]
+        for step, ref in references.items()
+    }
+    extensions: dict[str, Any] = {**graph.extensions(), **dict(layout_extensions or {})}
+    if expected_principals:
+        extensions[EXT_EXPECTED_PRINCIPALS] = dict(expected_principals)
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = workdir / "runs" / f"{stamp}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True)
+    # The owner signs the layout here, outside the pipeline; steps only see its digest.
+    layout_bytes = sign_layout(generate_layout(graph.steps, functionaries, extensions=extensions), owner)
+    layout_path = run_dir / LAYOUT_FILE
+    layout_path.write_bytes(layout_bytes)
+    TrustStore(trust_dir).add(owner.public_key)
+    if owner_signer:
+        owner_key_path = run_dir / "owner.pub"
+        owner_key_path.write_text(public_key_pem(owner.public_key))
+    else:
+        owner_key_path = ring.public_key_path("owner")  # type: ignore[union-attr]
+
+    config = RunConfig(
+        layout_uri=local_file_uri(layout_path),
+        layout_sha256=hashlib.sha256(layout_bytes).hexdigest(),
+        signers={step: kfp_safe(ref) for step, ref in references.items()},
+        run=uuid.uuid4().hex,
+        identity=IdentityPolicy(mode=identity, allow_service_account_key=allow_service_account_key),
+        owner_public_key=public_key_pem(owner.public_key),
+        registry_uri=local_file_uri(workdir / "registry"),
+    )
+    log_path = run_dir / "pipeline.log"
+    pipeline_dir = run_dir / "pipeline"
+    with open(log_path, "w", encoding="utf-8") as log:
+        tap = _LogTap(log, progress)  # type: ignore[arg-type]
+        with contextlib.redirect_stdout(tap):  # type: ignore[type-var]
+            kfp.local.init(
+                runner=kfp.local.SubprocessRunner(use_venv=False),
+                pipeline_root=str(pipeline_dir),
+                raise_on_error=True,
+            )
+            try:
+                pipeline_func(**dict(params), **{CONFIG_INPUT: config.to_json()})
+            except RuntimeError as exc:
+                raise _failure(tap, exc, log_path) from None
+    roles = graph.graph["roles"]
+    registers = [step.replace("_", "-") for step in step_names if roles.get(step) == "register"]
+    reference = _registered_reference(pipeline_dir, registers)
+    if not reference:
+        raise InputError(f"pipeline {graph.name}: no task registered a model (add chainproof's register_model)")
+    registered = LocalModelRegistry(workdir / "registry").resolve(reference)
+    try:
+        verification = verify_bundle(registered.bundle_location, trusted_owner_keys={owner.keyid: owner.public_key})
+    except PolicyViolation as exc:
+        raise PolicyViolation(
+            f"{registered.bundle_location}: registered {reference}, but its chain breaks the layout's "
+            f"identity policy: {exc}"
+        ) from exc
+    return RunResult(
+        run_dir=run_dir,
+        bundle=Path(registered.bundle_location),
+        model=Path(registered.model_location),
+        model_sha256=registered.model_sha256,
+        registered=reference,
+        owner_key=owner_key_path,
+        verification=verification,
+        log=log_path,
+    )
+
+
+def _required(pipeline_func: Any) -> set[str]:
+    spec = pipeline_func.component_spec.inputs or {}
+    return {name for name, item in spec.items() if not item.optional and name != CONFIG_INPUT}
 
 
 def run_reference_pipeline(
@@ -236,6 +413,10 @@ def run_reference_pipeline(
     expected_principals: Mapping[str, str] | None = None,
     layout_extensions: Mapping[str, Any] | None = None,
     tabular_schema: str = "",
+    drop: str = "",
+    task: str = "classification",
+    min_metrics: str = "",
+    max_metrics: str = "",
 ) -> RunResult:
     """Run the reference pipeline locally and verify what it registered.
 
@@ -262,6 +443,10 @@ def run_reference_pipeline(
         owner_signer: the layout owner's signer reference (default: the key ring's owner key).
         expected_principals: step name to the principal it must run as (a layout extension).
         layout_extensions: further chainproof layout extensions (``allow_service_account_keys``).
+        drop: columns that are not features (comma-separated).
+        task: ``classification``, ``regression`` or ``auto``.
+        min_metrics: metric minimums the gate enforces (``roc_auc>=0.8``), signed into the layout.
+        max_metrics: metric maximums (``rmse<=3``), signed into the layout.
 
     Returns:
         The verified run.
@@ -278,8 +463,6 @@ def run_reference_pipeline(
         Creates development keys on the first run, writes under ``workdir``, adds the
         owner key to ``trust_dir``, and runs each step in a subprocess.
     """
-    import kfp.local
-
     from chainproof.pipelines import zero_trust_training
 
     if data is None:
@@ -300,98 +483,30 @@ def run_reference_pipeline(
                 raise InputError(f"{text}: no such file")
             source_uri = local_file_uri(local)
 
-    if identity not in IDENTITY_MODES:
-        raise InputError(f"--identity {identity!r}: expected one of {', '.join(IDENTITY_MODES)}")
-    step_names = [s.name for s in REFERENCE_STEPS]
-    chosen = dict(signers or {})
-    unknown = sorted(set(chosen) - set(step_names))
-    if unknown:
-        raise InputError(f"--signer: unknown step(s) {', '.join(unknown)} (steps: {', '.join(step_names)})")
-    unknown = sorted(set(expected_principals or {}) - set(step_names))
-    if unknown:
-        raise InputError(f"--expect-principal: unknown step(s) {', '.join(unknown)}")
-    # Before any step runs: ADC pointing at a service-account key file is refused here too.
-    if adc_credentials_file:
-        check_adc_file(adc_credentials_file, allow_service_account_key=allow_service_account_key)
-
-    workdir = workdir.absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
-    ring_roles = [r for r in ["owner", *step_names] if r not in chosen and not (r == "owner" and owner_signer)]
-    ring = _ensure_keys(workdir / "keys", ring_roles) if ring_roles else None
-    references = {
-        step: chosen.get(step) or ring.signer_reference(step)  # type: ignore[union-attr]
-        for step in step_names
-    }
-    owner = load_signer(owner_signer or ring.signer_reference("owner"))  # type: ignore[union-attr]
-    # Each functionary's public key is fetched once, here, and pinned in the layout.
-    functionaries = {
-        step: load_public_key(ring.public_key_path(step)) if step not in chosen else load_signer(ref).public_key  # type: ignore[union-attr]
-        for step, ref in references.items()
-    }
-    extensions: dict[str, Any] = dict(layout_extensions or {})
-    if expected_principals:
-        extensions[EXT_EXPECTED_PRINCIPALS] = dict(expected_principals)
-
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = workdir / "runs" / f"{stamp}-{uuid.uuid4().hex[:6]}"
-    run_dir.mkdir(parents=True)
-    # The owner signs the layout here, outside the pipeline; steps only see its digest.
-    layout_bytes = sign_layout(generate_layout(REFERENCE_STEPS, functionaries, extensions=extensions), owner)
-    layout_path = run_dir / LAYOUT_FILE
-    layout_path.write_bytes(layout_bytes)
-    layout_sha256 = hashlib.sha256(layout_bytes).hexdigest()
-    TrustStore(trust_dir).add(owner.public_key)
-    if owner_signer:
-        owner_key_path = run_dir / "owner.pub"
-        owner_key_path.write_text(public_key_pem(owner.public_key))
-    else:
-        owner_key_path = ring.public_key_path("owner")  # type: ignore[union-attr]
-
     params = {
         "source_uri": kfp_safe(source_uri),
         "expected_sha256": pinned,
         "target_column": target_column,
-        "layout_uri": local_file_uri(layout_path),
-        "layout_sha256": layout_sha256,
-        "owner_public_key": public_key_pem(owner.public_key),
-        "registry_uri": local_file_uri(workdir / "registry"),
         "model_name": model_name,
         "estimator": estimator,
         "hyperparameters": hyperparameters,
         "tabular_schema": tabular_schema,
-        "identity": identity,
-        "allow_service_account_key": allow_service_account_key,
-        **{param: kfp_safe(references[step]) for step, param in _SIGNER_PARAM.items()},
+        "drop": drop,
+        "task": task,
     }
-    log_path = run_dir / "pipeline.log"
-    with open(log_path, "w", encoding="utf-8") as log:
-        tap = _LogTap(log, progress)  # type: ignore[arg-type]
-        with contextlib.redirect_stdout(tap):  # type: ignore[type-var]
-            kfp.local.init(
-                runner=kfp.local.SubprocessRunner(use_venv=False),
-                pipeline_root=str(run_dir / "pipeline"),
-                raise_on_error=True,
-            )
-            try:
-                task = zero_trust_training(**params)
-            except RuntimeError as exc:
-                raise _failure(tap, exc, log_path) from None
-    reference = str(task.output)
-    registered = LocalModelRegistry(workdir / "registry").resolve(reference)
-    try:
-        verification = verify_bundle(registered.bundle_location, trusted_owner_keys={owner.keyid: owner.public_key})
-    except PolicyViolation as exc:
-        raise PolicyViolation(
-            f"{registered.bundle_location}: registered {reference}, but its chain breaks the layout's "
-            f"identity policy: {exc}"
-        ) from exc
-    return RunResult(
-        run_dir=run_dir,
-        bundle=Path(registered.bundle_location),
-        model=Path(registered.model_location),
-        model_sha256=registered.model_sha256,
-        registered=reference,
-        owner_key=owner_key_path,
-        verification=verification,
-        log=log_path,
+    extensions = dict(layout_extensions or {})
+    if min_metrics.strip() or max_metrics.strip():
+        from chainproof.steps import EXT_METRIC_THRESHOLDS
+        from chainproof.thresholds import format_thresholds, parse_thresholds
+
+        # The owner's thresholds are signed into the layout: no task parameter can lower them.
+        extensions[EXT_METRIC_THRESHOLDS] = {
+            "min": format_thresholds(parse_thresholds(min_metrics, kind="min", what="--min-metric")),
+            "max": format_thresholds(parse_thresholds(max_metrics, kind="max", what="--max-metric")),
+        }
+    return run_pipeline(
+        zero_trust_training, params, workdir=workdir, trust_dir=trust_dir, progress=progress, identity=identity,
+        allow_service_account_key=allow_service_account_key, adc_credentials_file=adc_credentials_file,
+        signers=signers, owner_signer=owner_signer, expected_principals=expected_principals,
+        layout_extensions=extensions,
     )

@@ -49,6 +49,7 @@ __all__ = [
     "KmsSigner",
     "StepSigner",
     "TrustStore",
+    "add_roles",
     "init_keys",
     "kms_client",
     "kms_public_key",
@@ -522,6 +523,46 @@ def init_keys(
         manifest["keys"][role] = {"keyid": keyid, "private": f"{role}.pem", "public": f"{role}.pub"}
     _write_new(base / KEYRING_FILE, (json.dumps(manifest, indent=2) + "\n").encode(), 0o644)
     return KeyRing(directory=base, roles=roles_out, development=development)
+
+
+def add_roles(ring: KeyRing, roles: Iterable[str]) -> KeyRing:
+    """Add keys for new roles (the steps of another pipeline) to an existing key ring.
+
+    Existing keys are never replaced; the manifest is rewritten atomically.
+
+    Args:
+        ring: the key ring.
+        roles: the roles that have no key yet.
+
+    Returns:
+        The extended key ring.
+
+    Raises:
+        KeyExists: a key file for one of the roles exists already; nothing is written then.
+    """
+    new = [r for r in dict.fromkeys(roles) if r not in ring.roles]
+    if not new:
+        return ring
+    extra = init_keys(ring.directory / f".new-{os.getpid()}", roles=new, development=ring.development)
+    try:
+        for role in new:
+            for suffix in (".pem", ".pub"):
+                if (ring.directory / f"{role}{suffix}").exists():
+                    raise KeyExists(str(ring.directory / f"{role}{suffix}"))
+        for role in new:
+            for suffix in (".pem", ".pub"):
+                os.replace(extra.directory / f"{role}{suffix}", ring.directory / f"{role}{suffix}")
+        manifest = json.loads((ring.directory / KEYRING_FILE).read_text())
+        for role in new:
+            manifest["keys"][role] = {"keyid": extra.roles[role], "private": f"{role}.pem", "public": f"{role}.pub"}
+        tmp = ring.directory / f".{KEYRING_FILE}.part"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, ring.directory / KEYRING_FILE)
+    finally:
+        import shutil
+
+        shutil.rmtree(extra.directory, ignore_errors=True)
+    return KeyRing(directory=ring.directory, roles={**ring.roles, **extra.roles}, development=ring.development)
 
 
 class TrustStore:

@@ -23,7 +23,7 @@ import hashlib
 import fnmatch
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -320,6 +320,7 @@ def verify_chain_links(
     link_dir: Path,
     *,
     upto: str | None = None,
+    steps: Sequence[str] | None = None,
     options: VerifyOptions = VerifyOptions(),
 ) -> dict[str, StepRecord]:
     """(3)-(7) Verify the links of the layout's steps (all, or those before ``upto``).
@@ -332,6 +333,8 @@ def verify_chain_links(
         layout: the trusted layout (its signature or digest already checked).
         link_dir: the folder of ``STEP.KEYID8.link`` files.
         upto: verify only the steps before this one (``None``: every step).
+        steps: with ``upto``, verify only these earlier steps (a step's ancestors in a
+            pipeline whose branches run in parallel).
         options: size limits.
 
     Returns:
@@ -344,8 +347,14 @@ def verify_chain_links(
     names = [s.name for s in layout.steps]
     if upto is not None and upto not in names:
         raise LayoutError(f"{LAYOUT_FILE}: the layout has no step {upto!r} (steps: {names})")
-    steps = layout.steps[: names.index(upto)] if upto is not None else list(layout.steps)
-    scoped = _scoped_layout(layout, steps)
+    selected = layout.steps[: names.index(upto)] if upto is not None else list(layout.steps)
+    if upto is not None and steps is not None:
+        unknown = sorted(set(steps) - {s.name for s in selected})
+        if unknown:
+            raise LayoutError(f"{LAYOUT_FILE}: {', '.join(unknown)} are not steps before {upto}")
+        selected = [s for s in selected if s.name in set(steps)]
+    steps_ = selected
+    scoped = _scoped_layout(layout, steps_)
 
     # (3) The layout has not expired.
     try:
@@ -360,7 +369,7 @@ def verify_chain_links(
         _read_limited(path, options.max_metadata_bytes, str(path))
 
     # (4) Every step has a link signed by its authorized functionary key.
-    for step in steps:
+    for step in steps_:
         try:
             verifylib.load_links_for_layout(_scoped_layout(layout, [step]), str(link_dir))
         except itx.LinkNotFoundError as exc:
@@ -369,7 +378,7 @@ def verify_chain_links(
             raise ChainError(step.name, f"unreadable link ({_first_line(exc)})") from exc
     # Only the links the layout's functionaries could have written may be there: a decoy
     # link signed by anyone else would otherwise ride along (and be shown in reports).
-    expected = {FILENAME_FORMAT.format(step_name=step.name, keyid=keyid) for step in steps for keyid in step.pubkeys}
+    expected = {FILENAME_FORMAT.format(step_name=step.name, keyid=keyid) for step in steps_ for keyid in step.pubkeys}
     present = sorted(p.name for p in link_dir.iterdir()) if link_dir.is_dir() else []
     for name in present:
         if name not in expected:
@@ -407,7 +416,7 @@ def verify_chain_links(
 
     # (5)-(6) Every step's materials and products satisfy the layout's rules:
     # materials MATCH their producers' products, nothing undeclared appears.
-    for step in steps:
+    for step in steps_:
         for kind, rules in (("materials", step.expected_materials), ("products", step.expected_products)):
             try:
                 verifylib.verify_item_rules(step.name, kind, rules, reduced)
@@ -417,19 +426,29 @@ def verify_chain_links(
                 ) from exc
 
     records: dict[str, StepRecord] = {}
-    previous: tuple[str, str] | None = None
-    for step in steps:
+    # A pipeline's steps may run in parallel branches: the layout then records each
+    # step's parents (a signed extension), and a step must come after each of them.
+    from chainproof.policy import step_parents
+
+    parents = step_parents(layout)
+    recorded_at: dict[str, str] = {}
+    previous: str | None = None
+    for step in steps_:
         link = reduced[step.name]
         # (7) Steps ran in the layout's order: a link recorded before its predecessor's
         # was made out of order (or replayed), whatever its artifacts say.
         env_all = link.environment.get("chainproof", {}) if isinstance(link.environment, dict) else {}
         recorded = str(env_all.get("recorded", "")) if isinstance(env_all, dict) else ""
-        if previous is not None and recorded and previous[1] and recorded < previous[1]:
-            raise ChainError(
-                step.name,
-                f"recorded at {recorded}, before {previous[0]} (recorded at {previous[1]}): steps out of order",
-            )
-        previous = (step.name, recorded)
+        before = parents.get(step.name) if parents is not None else ([previous] if previous else [])
+        for earlier in before or []:
+            then = recorded_at.get(earlier, "")
+            if recorded and then and recorded < then:
+                raise ChainError(
+                    step.name,
+                    f"recorded at {recorded}, before {earlier} (recorded at {then}): steps out of order",
+                )
+        recorded_at[step.name] = recorded
+        previous = step.name
         keyid = next(iter(metadata_by_step[step.name]))
         env = link.environment.get("chainproof", {}) if isinstance(link.environment, dict) else {}
         records[step.name] = StepRecord(
@@ -633,6 +652,8 @@ def verify_model_evidence(
     layout: Layout,
     records: Mapping[str, StepRecord],
     model_path: Path,
+    *,
+    prefix: str = "model",
 ) -> tuple[dict[str, str], list[str], dict[str, str]]:
     """(9)-(12) Check the delivered model against the chain and its attestations.
 
@@ -641,6 +662,7 @@ def verify_model_evidence(
         layout: the verified layout.
         records: the verified steps.
         model_path: the delivered model folder.
+        prefix: the model files' logical prefix (the training step's output name).
 
     Returns:
         The model files (logical name to SHA-256), the checks that passed, and the
@@ -657,8 +679,8 @@ def verify_model_evidence(
     if not model_path.is_dir():
         raise ArtifactRefused(str(model_path), "model folder does not exist")
     # (9) The delivered model is exactly the model the chain attests.
-    producer, attested_model = products_with_prefix(records, "model/")
-    delivered = digest_tree(model_path, prefix="model")
+    producer, attested_model = products_with_prefix(records, f"{prefix}/")
+    delivered = digest_tree(model_path, prefix=prefix)
     check_artifacts(attested_model, delivered, producer=producer, what="model")
     checks.append(f"(9) {len(delivered)} model files match the products of {producer}")
 
@@ -701,6 +723,7 @@ def verify_pinned_chain(
     *,
     layout_sha256: str,
     upto: str | None,
+    steps: Sequence[str] | None = None,
     options: VerifyOptions = VerifyOptions(),
 ) -> tuple[Layout, dict[str, StepRecord], list[str]]:
     """Verify a chain in progress inside the pipeline, with the layout pinned by digest.
@@ -712,6 +735,7 @@ def verify_pinned_chain(
         chain_dir: the chain folder handed from step to step.
         layout_sha256: the pinned digest of ``root.layout``.
         upto: verify the steps before this one.
+        steps: with ``upto``, only these earlier steps (the running step's ancestors).
         options: size limits.
 
     Returns:
@@ -728,7 +752,7 @@ def verify_pinned_chain(
         raise DigestMismatch(LAYOUT_FILE, layout_sha256, actual, context="pinned layout")
     _, layout = load_layout(layout_bytes)
     checks = [f"(1)-(2) {LAYOUT_FILE} matches the pinned sha256:{layout_sha256[:16]}"]
-    records = verify_chain_links(layout, chain / LINKS_DIR, upto=upto, options=options)
+    records = verify_chain_links(layout, chain / LINKS_DIR, upto=upto, steps=steps, options=options)
     checks.append(f"(3)-(7) {len(records)} earlier links verified against the layout")
     # Inside the pipeline only the principal pins are enforced: a key-file override is
     # the operator's explicit choice, recorded in the link and judged by the auditor.
@@ -805,7 +829,10 @@ def verify_bundle(
             model_path = (bundle / model_path).resolve()
     else:
         model_path = Path(model_dir)
-    delivered, model_checks, attestations = verify_model_evidence(bundle, layout, records, model_path)
+    from chainproof.policy import layout_extensions
+
+    prefix = str(layout_extensions(layout).get("model_prefix") or "model")
+    delivered, model_checks, attestations = verify_model_evidence(bundle, layout, records, model_path, prefix=prefix)
     checks += model_checks
 
     # (13) Each step ran as the principal the layout pins, and without a key file.

@@ -73,32 +73,68 @@ def check_service_account(email: str, *, project: str) -> str:
     return sa
 
 
-def compile_pipeline(*, image: str, output: Path, target: str = "vertex") -> str:
-    """Compile the reference pipeline with every component on ``image``.
+def compile_pipeline(*, image: str, output: Path, target: str = "vertex", pipeline_func: Any = None) -> str:
+    """Compile a chainproof pipeline with every component on ``image``.
+
+    The pipeline is checked first: one that cannot be made into a sound layout is
+    refused here, at compile time (see :func:`chainproof.dsl.derive_graph`). Every
+    component that runs chainproof's placeholder image runs ``image``; any other
+    image in the template must be pinned by digest too.
 
     Args:
         image: ``REGISTRY/PATH@sha256:DIGEST`` (a tag-only image is refused).
         output: the YAML file to write.
-        target: ``vertex`` (builder id of Vertex AI Pipelines) or ``local`` (kfp.local).
+        target: ``vertex`` or ``local`` (kept for the command line; the builder id is a
+            run setting now, chosen by ``submit`` or ``run``).
+        pipeline_func: your own pipeline (``@chainproof.dsl.pipeline``); default: the reference pipeline.
 
     Returns:
         The SHA-256 of the written template.
 
     Raises:
-        InputError: an unpinned image or an unknown target.
+        InputError: an unpinned image, an unknown target, or an unsound pipeline.
     """
+    import yaml
     from kfp import compiler
 
-    from chainproof.components import components_for_image
-    from chainproof.pipelines import LOCAL_BUILDER_ID, VERTEX_BUILDER_ID, build_zero_trust_training
+    from chainproof.components import COMPONENT_IMAGE, components_for_image
+    from chainproof.dsl import derive_graph
+    from chainproof.images import check_image_reference
+    from chainproof.pipelines import build_zero_trust_training
 
-    builders = {"vertex": VERTEX_BUILDER_ID, "local": LOCAL_BUILDER_ID}
-    if target not in builders:
-        raise InputError(f"--target {target!r}: expected one of {sorted(builders)}")
-    pipeline = build_zero_trust_training(components_for_image(image), builder_id=builders[target])
+    if target not in ("vertex", "local"):
+        raise InputError(f"--target {target!r}: expected one of ['local', 'vertex']")
+    pinned = check_image_reference(image).reference
+    pipeline = pipeline_func if pipeline_func is not None else build_zero_trust_training(components_for_image(pinned))
+    derive_graph(pipeline)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline, str(output))
+    # Compiled beside the output and renamed into place only once every image is pinned.
+    staging = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.part.yaml")
+    try:
+        compiler.Compiler().compile(pipeline, str(staging))
+        doc = yaml.safe_load(staging.read_text())
+        _pin_images(doc, pinned, placeholder=COMPONENT_IMAGE)
+        staging.write_text(yaml.safe_dump(doc, sort_keys=True))
+        staging.replace(output)
+    finally:
+        staging.unlink(missing_ok=True)
     return hashlib.sha256(output.read_bytes()).hexdigest()
+
+
+def _pin_images(doc: dict[str, Any], image: str, *, placeholder: str) -> None:
+    from chainproof.images import check_image_reference
+
+
+    for name, executor in doc.get("deploymentSpec", {}).get("executors", {}).items():
+        container = executor.get("container")
+        if not container:
+            continue
+        if container.get("image") == placeholder:
+            container["image"] = image
+        try:
+            check_image_reference(str(container.get("image", "")))
+        except InputError as exc:
+            raise InputError(f"executor {name}: {exc}") from None
 
 
 def pipeline_parameters(template: Path) -> dict[str, tuple[bool, str]]:
@@ -162,6 +198,15 @@ class SubmittedRun:
         }
 
 
+def _template_image(ir: Mapping[str, Any]) -> str:
+    """The one image every executor of a compiled template runs (empty when they differ)."""
+    images = {
+        str(e.get("container", {}).get("image", ""))
+        for e in ir.get("deploymentSpec", {}).get("executors", {}).values()
+    }
+    return images.pop() if len(images) == 1 else ""
+
+
 def _stage(data: bytes, uri: str, gcs: Any) -> str:
     bucket_name, _, name = uri[len("gs://") :].partition("/")
     blob = gcs.bucket(bucket_name).blob(name)
@@ -183,8 +228,9 @@ def submit_pipeline(
     credentials: Any = None,
     api_endpoint: str | None = None,
     gcs_client_factory: Any = None,
-    steps: Any = None,
+    signers: Mapping[str, str],
     expected_principals: Mapping[str, str] | None = None,
+    registry_uri: str = "",
 ) -> SubmittedRun:
     """Sign the run's layout as the owner, stage it, and submit the compiled pipeline.
 
@@ -198,16 +244,17 @@ def submit_pipeline(
         owner_signer: the owner's signer reference (``file:PATH`` now; any reference
             :func:`chainproof.signing.load_signer` accepts).
         step_keys: each step's functionary public key (securesystemslib keys), by step name.
-        parameters: pipeline parameter values (signer references, data, model name, ...).
+        parameters: the pipeline's own parameter values (data, model name, ...).
         display_name: the job display name.
         credentials: google-auth credentials (default: Application Default Credentials).
         api_endpoint: a non-default Vertex AI endpoint.
         gcs_client_factory: builds the ``storage.Client``.
-        steps: the pipeline's steps for the layout (default: the reference pipeline's;
-            pass ``policy.insert_transform(...)``'s result for a pipeline with your own step).
+        signers: step name to signer reference (``gcpkms://...``, ``sigstore:...``), one per task.
         expected_principals: step name to the service account it must run as, pinned in
             the owner-signed layout: a step that runs as anyone else refuses to run, and
             verification fails.
+        registry_uri: where ``register_model`` registers (default: the Vertex AI Model
+            Registry of ``project``/``region``, artifacts under the pipeline root).
 
     Returns:
         The submitted run.
@@ -219,11 +266,16 @@ def submit_pipeline(
     Side effects:
         Uploads the signed layout to Cloud Storage; calls ``PipelineService/CreatePipelineJob``.
     """
+    import yaml
     from google.cloud import aiplatform
 
-    from chainproof.policy import EXT_EXPECTED_PRINCIPALS, REFERENCE_STEPS, generate_layout, sign_layout
+    from chainproof._exec import CONFIG_INPUT
+    from chainproof.dsl import derive_graph
+    from chainproof.pipelines import VERTEX_BUILDER_ID
+    from chainproof.policy import EXT_EXPECTED_PRINCIPALS, generate_layout, sign_layout
     from chainproof.registry import digest_labels
     from chainproof.signing import load_signer, public_key_pem
+    from chainproof.step import IdentityPolicy, RunConfig
 
     sa = check_service_account(service_account, project=project)
     if not pipeline_root.startswith("gs://"):
@@ -231,27 +283,35 @@ def submit_pipeline(
     data = template.read_bytes()
     template_sha256 = hashlib.sha256(data).hexdigest()
     declared = pipeline_parameters(template)
-    owned = {"layout_uri", "layout_sha256", "owner_public_key", "pipeline_template_sha256"}
+    if CONFIG_INPUT not in declared:
+        raise InputError(f"{template}: not a pipeline built with chainproof.dsl (no {CONFIG_INPUT} parameter)")
     for name in parameters:
-        if name in owned:
+        if name == CONFIG_INPUT:
             raise InputError(f"--param {name}: set by submit itself (the owner signs the layout outside the pipeline)")
         if name not in declared:
-            raise InputError(f"--param {name}: the pipeline has no such parameter (it has: {', '.join(sorted(declared))})")
-    missing = sorted(k for k, (optional, _) in declared.items() if not optional and k not in parameters and k not in owned)
+            raise InputError(f"--param {name}: the pipeline has no such parameter (it has: {', '.join(sorted(k for k in declared if k != CONFIG_INPUT))})")
+    missing = sorted(k for k, (optional, _) in declared.items() if not optional and k not in parameters and k != CONFIG_INPUT)
     if missing:
         raise InputError(f"missing --param {', '.join(missing)}")
-    layout_steps = list(steps) if steps is not None else list(REFERENCE_STEPS)
-    absent = sorted({s.name for s in layout_steps} - set(step_keys))
+    # The layout is derived from the very template that is submitted.
+    graph = derive_graph(yaml.safe_load(data))
+    names = graph.step_names
+    absent = sorted(set(names) - set(step_keys))
     if absent:
         raise InputError(f"no functionary public key for step {', '.join(absent)}")
+    unsigned = sorted(set(names) - set(signers))
+    if unsigned:
+        raise InputError(f"no --signer for step {', '.join(unsigned)} (steps: {', '.join(names)})")
+    unknown = sorted((set(expected_principals or {}) | set(signers)) - set(names))
+    if unknown:
+        raise InputError(f"the pipeline has no step {', '.join(unknown)} (steps: {', '.join(names)})")
 
     # The owner signs here, outside the pipeline: the job only ever sees the digest.
     owner = load_signer(owner_signer)
-    unknown = sorted(set(expected_principals or {}) - {s.name for s in layout_steps})
-    if unknown:
-        raise InputError(f"--expect-principal: the pipeline has no step {', '.join(unknown)}")
-    extensions = {EXT_EXPECTED_PRINCIPALS: dict(expected_principals)} if expected_principals else None
-    layout = sign_layout(generate_layout(layout_steps, dict(step_keys), extensions=extensions), owner)
+    extensions: dict[str, Any] = graph.extensions()
+    if expected_principals:
+        extensions[EXT_EXPECTED_PRINCIPALS] = dict(expected_principals)
+    layout = sign_layout(generate_layout(graph.steps, dict(step_keys), extensions=extensions), owner)
     layout_sha256 = hashlib.sha256(layout).hexdigest()
     if gcs_client_factory is not None:
         gcs = gcs_client_factory()
@@ -260,17 +320,23 @@ def submit_pipeline(
 
         gcs = storage.Client(project=project, credentials=credentials)
     layout_uri = _stage(layout, f"{pipeline_root.rstrip('/')}/chainproof/layouts/{layout_sha256}/root.layout", gcs)
-
+    config = RunConfig(
+        layout_uri=layout_uri,
+        layout_sha256=layout_sha256,
+        signers=dict(signers),
+        run=uuid.uuid4().hex,
+        # On Vertex AI every step resolves its workload identity (a local user means nothing there).
+        identity=IdentityPolicy(mode="gcp"),
+        owner_public_key=public_key_pem(owner.public_key),
+        registry_uri=registry_uri or f"vertex://projects/{project}/locations/{region}?artifacts={pipeline_root.rstrip('/')}/registry",
+        builder_id=VERTEX_BUILDER_ID,
+        component_image=_template_image(yaml.safe_load(data)),
+        pipeline_template_sha256=template_sha256,
+    )
     values: dict[str, Any] = {
         **{k: _typed(k, v, declared[k][1]) for k, v in parameters.items()},
-        "layout_uri": layout_uri,
-        "layout_sha256": layout_sha256,
+        CONFIG_INPUT: config.to_json(),
     }
-    # Your own pipeline may not declare these two; the reference pipeline does.
-    if "owner_public_key" in declared:
-        values["owner_public_key"] = public_key_pem(owner.public_key)
-    if "pipeline_template_sha256" in declared:
-        values["pipeline_template_sha256"] = template_sha256
     labels = {
         **digest_labels(template_sha256, TEMPLATE_DIGEST_LABELS),
         "chainproof-version": re.sub(r"[^a-z0-9_-]", "-", __version__.lower()),

@@ -22,11 +22,12 @@ CELL_TIMEOUT = 240  # seconds; a whole notebook takes a few seconds to a minute
 # What each notebook must show (in its text, stream and HTML outputs).
 EXPECTED = {
     "01_data_scientist": [
-        "secure_ingest -> preprocess -> train_model",
+        "secure_ingest -> preprocess -> train -> sign_and_attest -> verify_chain -> register_model",
         "registered: local://my-model@1",
         "OK: local://my-model@1: model sha256",
         "train_model consumed what preprocess produced",
         "(10) attestations/model.sig verifies over the model",
+        "refused: train: features/features (attested by preprocess): expected sha256:",
         "every step pinned; nothing installed at run time",
     ],
     "02_auditor": [
@@ -51,6 +52,7 @@ EXPECTED = {
         "target: loopback test services (CHAINPROOF_PROJECT is not set)",
         "submitted to the LOOPBACK test services: projects/my-ml-project/locations/europe-west4/pipelineJobs/",
         "staged layout matches its pinned digest; no private key in the job",
+        "layout derived from the template: secure_ingest -> train_model -> sign_and_attest -> verify_chain -> register_model",
         "loopback services stopped",
     ],
 }

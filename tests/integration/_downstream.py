@@ -4,6 +4,7 @@ kfp reads the annotations as objects)."""
 from kfp import dsl
 from kfp.dsl import Input
 
+from chainproof import dsl as chainproof_dsl
 from chainproof.artifact_types import VertexModel
 from chainproof.components import register_model
 
@@ -13,12 +14,12 @@ def build_downstream(image: str):
     def deploy(model: Input[VertexModel]) -> str:
         return model.metadata["resourceName"]
 
-    @dsl.pipeline(name="downstream")
+    @chainproof_dsl.pipeline(name="downstream")
     def downstream(registry_uri: str) -> str:
         model = dsl.importer(artifact_uri="gs://b/m", artifact_class=dsl.Model)
-        chain = dsl.importer(artifact_uri="gs://b/c", artifact_class=dsl.Artifact)
-        reg = register_model(model=model.output, chain=chain.output, layout_sha256="0" * 64, signer="s",
-                             model_name="m", registry_uri=registry_uri)
+        verification = dsl.importer(artifact_uri="gs://b/c", artifact_class=dsl.Artifact)
+        reg = register_model(model=model.output, verification=verification.output, model_name="m",
+                             registry_uri=registry_uri)
         return deploy(model=reg.outputs["registered_model"]).output
 
     return downstream

@@ -7,10 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kfp import dsl
 
 from chainproof.attest import load_link
-from chainproof.components import register_model, secure_ingest, sign_and_attest, train_model, verify_chain
 from chainproof.errors import CredentialRefused, PolicyViolation
 from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
 from chainproof.runner import StepFailed, run_reference_pipeline
@@ -69,26 +67,25 @@ def test_local_mode_records_the_local_user_without_asking_any_metadata_server(on
     assert on_gce.requests == []
 
 
-def _artifact(cls, path: Path):
-    return cls(name=path.name, uri=str(path), metadata={})
-
-
 def _call_every_component(tmp_path: Path, **identity):
-    a = lambda name: _artifact(dsl.Artifact, tmp_path / name)  # noqa: E731
-    model = _artifact(dsl.Model, tmp_path / "model")
+    """Every step, as its component runs it (the explicit-chain API: the same open_step)."""
+    from chainproof import steps
+
     common = dict(layout_sha256="0" * 64, signer="file:/nonexistent.pem", **identity)
     calls = {
-        "secure_ingest": lambda: secure_ingest.python_func(
+        "secure_ingest": lambda: steps.secure_ingest(
             source_uri="file:///nonexistent.csv", expected_sha256="0" * 64, layout_uri="file:///nonexistent",
-            dataset=_artifact(dsl.Dataset, tmp_path / "ds"), chain=a("c0"), **common),
-        "train_model": lambda: train_model.python_func(
-            dataset=_artifact(dsl.Dataset, tmp_path / "ds"), chain=a("c0"), target_column="y", model=model,
-            metrics=_artifact(dsl.Metrics, tmp_path / "m"), chain_out=a("c1"), **common),
-        "sign_and_attest": lambda: sign_and_attest.python_func(model=model, chain=a("c1"), chain_out=a("c2"), **common),
-        "verify_chain": lambda: verify_chain.python_func(model=model, chain=a("c2"), chain_out=a("c3"), **common),
-        "register_model": lambda: register_model.python_func(
-            model=model, chain=a("c3"), model_name="m", registry_uri=(tmp_path / "r").as_uri(),
-            registered_model=a("vm"), **common),
+            dataset_dir=tmp_path / "ds", chain_dir=tmp_path / "c0", **common),
+        "train_model": lambda: steps.train_model(
+            dataset_dir=tmp_path / "ds", chain_in=tmp_path / "c0", target_column="y", model_dir=tmp_path / "model",
+            chain_out=tmp_path / "c1", **common),
+        "sign_and_attest": lambda: steps.sign_and_attest(model_dir=tmp_path / "model", chain_in=tmp_path / "c1",
+                                                         chain_out=tmp_path / "c2", **common),
+        "verify_chain": lambda: steps.verify_chain(model_dir=tmp_path / "model", chain_in=tmp_path / "c2",
+                                                   chain_out=tmp_path / "c3", **common),
+        "register_model": lambda: steps.register_model(
+            model_dir=tmp_path / "model", chain_in=tmp_path / "c3", model_name="m",
+            registry_uri=(tmp_path / "r").as_uri(), **common),
     }
     errors = {}
     for step, call in calls.items():
@@ -192,7 +189,12 @@ def test_verify_refuses_a_chain_whose_step_ran_as_someone_else(on_gce, tmp_path)
     expected = "trainer-prod@chainproof-test.iam.gserviceaccount.com"
     owner = load_signer(f"file:{work / 'keys' / 'owner.pem'}")
     keys = {s: load_public_key(work / "keys" / f"{s}.pub") for s in STEPS}
-    layout = generate_layout(REFERENCE_STEPS, keys, extensions={"expected_principals": {"train_model": expected}})
+    from chainproof.dsl import derive_graph
+    from chainproof.pipelines import zero_trust_training
+
+    graph = derive_graph(zero_trust_training)
+    layout = generate_layout(graph.steps, keys,
+                             extensions={**graph.extensions(), "expected_principals": {"train_model": expected}})
     (result.bundle / "root.layout").write_bytes(sign_layout(layout, owner))
     with pytest.raises(PolicyViolation) as err:
         verify_bundle(result.bundle, trusted_owner_keys={owner.keyid: owner.public_key})

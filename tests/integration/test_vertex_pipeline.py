@@ -71,16 +71,16 @@ def test_golden_template_pins_every_component_image_and_installs_nothing():
         assert container["image"] == GOLDEN_IMAGE, name
         assert "pip install" not in " ".join(container.get("command", []) + container.get("args", [])), name
     assert "pip install" not in text and "pip3 install" not in text
-    # What the submitter provides, and what the owner's submission pins.
+    # What the submitter provides; the run configuration (layout, digest, signers) is one hidden parameter.
     params = doc["root"]["inputDefinitions"]["parameters"]
-    for name in ("source_uri", "expected_sha256", "publisher_public_key", "estimator", "hyperparameters", "test_size",
-                 "random_state", "model_name", "ingest_signer", "train_signer", "attest_signer", "gate_signer",
-                 "register_signer", "layout_uri", "layout_sha256", "owner_public_key", "pipeline_template_sha256",
-                 "registry_uri"):
+    for name in ("source_uri", "expected_sha256", "target_column", "publisher_public_key", "estimator", "hyperparameters",
+                 "test_size", "random_state", "model_name", "min_metrics", "max_metrics", "chainproof_config"):
         assert name in params, name
-    assert params["builder_id"]["defaultValue"] == "https://chainproof.dev/builders/vertex-ai-pipelines"
-    # sign_and_attest records the image it ran, from the template itself.
-    assert GOLDEN_IMAGE in json.dumps(doc["root"]["dag"]["tasks"]["sign-and-attest"])
+    for name in ("layout_uri", "layout_sha256", "ingest_signer", "owner_public_key", "registry_uri"):
+        assert name not in params, name
+    # Every component runs under chainproof's zero-trust runtime around kfp's executor.
+    for name, spec in executors.items():
+        assert "python3 -m chainproof._exec kfp.dsl.executor_main" in " ".join(spec["container"]["command"]), name
     outputs = doc["components"]["comp-register-model"]["outputDefinitions"]["artifacts"]
     assert outputs["registered_model"]["artifactType"]["schemaTitle"] == "google.VertexModel"
 
@@ -148,11 +148,8 @@ def submit_env(services, tmp_path, monkeypatch):
 
 
 def _params(ring) -> list[str]:
-    signers = {"ingest_signer": "secure_ingest", "train_signer": "train_model", "attest_signer": "sign_and_attest",
-               "gate_signer": "verify_chain", "register_signer": "register_model"}
-    out = [f"{param}=kms-placeholder-{step}" for param, step in signers.items()]
-    return out + ["source_uri=gs://data/train.csv", "expected_sha256=" + "ab" * 32, "target_column=label",
-                  "test_size=0.3", "random_state=7"]
+    return ["source_uri=gs://data/train.csv", "expected_sha256=" + "ab" * 32, "target_column=label",
+            "test_size=0.3", "random_state=7"]
 
 
 def _submit_args(ring, *, sa: str) -> list[str]:
@@ -161,6 +158,8 @@ def _submit_args(ring, *, sa: str) -> list[str]:
             "--template", str(GOLDEN), "--format", "json"]
     for p in _params(ring):
         args += ["--param", p]
+    for step in (s.name for s in REFERENCE_STEPS):
+        args += ["--signer", f"{step}=gcpkms://projects/{PROJECT}/locations/global/keyRings/r/cryptoKeys/{step}/cryptoKeyVersions/1"]
     return args
 
 
@@ -174,15 +173,20 @@ def test_submit_signs_and_stages_the_layout_and_runs_as_the_dedicated_service_ac
     template_sha = hashlib.sha256(GOLDEN.read_bytes()).hexdigest()
     assert job.labels[TEMPLATE_DIGEST_LABELS[0]] + job.labels[TEMPLATE_DIGEST_LABELS[1]] == template_sha
     values = dict(job.runtime_config.parameter_values)
-    # The template cannot hold its own digest: it arrives as a runtime parameter for sign_and_attest.
-    assert values["pipeline_template_sha256"] == template_sha
     assert values["test_size"] == 0.3 and values["random_state"] == 7
-    assert values["registry_uri"].startswith(f"vertex://projects/{PROJECT}/locations/{REGION}?artifacts=gs://{BUCKET}/runs")
+    config = json.loads(values["chainproof_config"])
+    # The template cannot hold its own digest: it arrives in the run configuration, for the provenance.
+    assert config["pipeline_template_sha256"] == template_sha
+    assert config["registry_uri"].startswith(f"vertex://projects/{PROJECT}/locations/{REGION}?artifacts=gs://{BUCKET}/runs")
+    assert config["identity"]["mode"] == "gcp"
+    assert config["builder_id"] == "https://chainproof.dev/builders/vertex-ai-pipelines"
+    assert config["component_image"] == GOLDEN_IMAGE
+    assert set(config["signers"]) == {s.name for s in REFERENCE_STEPS}
     # The layout is staged, generation-pinned, owner-signed; the job gets only its URI, digest and public key.
-    uri, _, generation = values["layout_uri"].partition("#")
-    assert uri == f"gs://{BUCKET}/runs/chainproof/layouts/{values['layout_sha256']}/root.layout" and generation
+    uri, _, generation = config["layout_uri"].partition("#")
+    assert uri == f"gs://{BUCKET}/runs/chainproof/layouts/{config['layout_sha256']}/root.layout" and generation
     data = client.bucket(BUCKET).blob(uri.split("/", 3)[3]).download_as_bytes()
-    assert hashlib.sha256(data).hexdigest() == values["layout_sha256"] == summary["layout_sha256"]
+    assert hashlib.sha256(data).hexdigest() == config["layout_sha256"] == summary["layout_sha256"]
     owner = load_public_key(ring.public_key_path("owner"))
     envelope, layout = load_layout(data)
     assert verify_layout_signature(envelope, {owner.keyid: owner}) == owner.keyid
@@ -200,9 +204,9 @@ def test_submit_pins_step_principals_in_the_signed_layout_and_steps_use_workload
         "--expect-principal", "register_model=registrar@proj.iam.gserviceaccount.com"]
     assert main(args) == 0
     [req] = fake.calls("CreatePipelineJob")
-    values = dict(req.pipeline_job.runtime_config.parameter_values)
-    assert values["identity"] == "gcp"
-    uri = values["layout_uri"].partition("#")[0]
+    config = json.loads(dict(req.pipeline_job.runtime_config.parameter_values)["chainproof_config"])
+    assert config["identity"]["mode"] == "gcp"
+    uri = config["layout_uri"].partition("#")[0]
     _, layout = load_layout(client.bucket(BUCKET).blob(uri.split("/", 3)[3]).download_as_bytes())
     assert layout_extensions(layout)["expected_principals"] == {
         "train_model": "train@proj.iam.gserviceaccount.com", "register_model": "registrar@proj.iam.gserviceaccount.com"}
@@ -227,7 +231,7 @@ def test_submit_refuses_default_service_account_before_anything_is_sent(submit_e
 
 def test_submit_refuses_parameters_it_sets_itself(submit_env):
     client, fake, ring = submit_env
-    args = _submit_args(ring, sa="trainer@proj.iam.gserviceaccount.com") + ["--param", "layout_sha256=" + "0" * 64]
+    args = _submit_args(ring, sa="trainer@proj.iam.gserviceaccount.com") + ["--param", "chainproof_config={}"]
     assert main(args) == 2
     assert fake.calls("CreatePipelineJob") == []
 
@@ -244,14 +248,15 @@ def test_registered_model_output_feeds_a_google_vertex_model_input(tmp_path):
 GCPC_SCRIPT = r"""
 from kfp import compiler, dsl
 from google_cloud_pipeline_components.v1.endpoint import EndpointCreateOp, ModelDeployOp
+from chainproof import dsl as chainproof_dsl
 from chainproof.components import register_model
 
-@dsl.pipeline(name="register-then-deploy")
+@chainproof_dsl.pipeline(name="register-then-deploy")
 def p(registry_uri: str):
     model = dsl.importer(artifact_uri="gs://b/m", artifact_class=dsl.Model)
-    chain = dsl.importer(artifact_uri="gs://b/c", artifact_class=dsl.Artifact)
-    reg = register_model(model=model.output, chain=chain.output, layout_sha256="0" * 64, signer="s",
-                         model_name="m", registry_uri=registry_uri)
+    verification = dsl.importer(artifact_uri="gs://b/c", artifact_class=dsl.Artifact)
+    reg = register_model(model=model.output, verification=verification.output, model_name="m",
+                         registry_uri=registry_uri)
     endpoint = EndpointCreateOp(project="proj", location="europe-west4", display_name="e")
     ModelDeployOp(model=reg.outputs["registered_model"], endpoint=endpoint.outputs["endpoint"],
                   dedicated_resources_machine_type="n1-standard-2", dedicated_resources_min_replica_count=1)

@@ -1,19 +1,57 @@
-"""Components called through ``python_func`` on real temp files: each refuses what it must."""
+"""Each step on real temp files, through the explicit-chain API (chain folders passed by hand):
+each refuses what it must. (The same work runs inside the chainproof.dsl components.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from kfp import dsl
 
-from chainproof.artifact_types import VertexModel
-from chainproof.components import register_model, secure_ingest, sign_and_attest, train_model, verify_chain
+from chainproof import steps
 from chainproof.errors import ArtifactRefused, ChainError, DigestMismatch
 
 
-def _artifact(cls, path: Path):
-    return cls(name=path.name, uri=str(path), metadata={})
+class _Artifact:
+    """A folder with metadata, as a component sees an artifact."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.metadata = str(path), {}
+
+
+def _artifact(_cls, path: Path) -> _Artifact:
+    return _Artifact(path)
+
+
+class dsl:  # noqa: N801 - the artifact kinds, for readability below
+    Dataset = Model = Metrics = Artifact = object
+
+
+VertexModel = object
+
+
+def _ingest_fn(*, dataset, chain, **kw):
+    out = steps.secure_ingest(dataset_dir=dataset.path, chain_dir=chain.path, **kw)
+    dataset.metadata.update(out.metadata)
+
+
+def _ingest_model_fn(*, model, chain, **kw):
+    steps.secure_ingest(dataset_dir=model.path, chain_dir=chain.path, output_prefix="model", **kw)
+
+
+def _train_fn(*, dataset, chain, model, metrics, chain_out, **kw):
+    steps.train_model(dataset_dir=dataset.path, chain_in=chain.path, model_dir=model.path, chain_out=chain_out.path, **kw)
+
+
+def _sign_fn(*, model, chain, chain_out, **kw):
+    steps.sign_and_attest(model_dir=model.path, chain_in=chain.path, chain_out=chain_out.path, **kw)
+
+
+def _gate_fn(*, model, chain, chain_out, **kw):
+    steps.verify_chain(model_dir=model.path, chain_in=chain.path, chain_out=chain_out.path, **kw)
+
+
+def _register_fn(*, model, chain, registered_model, **kw) -> str:
+    return str(steps.register_model(model_dir=model.path, chain_in=chain.path, **kw).metadata["reference"])
 
 
 def _ingest(pk, out: Path, **overrides):
@@ -30,7 +68,7 @@ def _ingest(pk, out: Path, **overrides):
         owner_public_key=pk.owner_pem,
     )
     kwargs.update(overrides)
-    secure_ingest.python_func(**kwargs)
+    _ingest_fn(**kwargs)
     return dataset, chain
 
 
@@ -38,7 +76,7 @@ def _train(pk, dataset, chain, out: Path):
     model = _artifact(dsl.Model, out / "model")
     metrics = _artifact(dsl.Metrics, out / "metrics")
     chain_out = _artifact(dsl.Artifact, out / "chain-train")
-    train_model.python_func(
+    _train_fn(
         dataset=dataset, chain=chain, layout_sha256=pk.layout_sha256, signer=pk.signer("train_model"),
         target_column="malignant", model=model, metrics=metrics, chain_out=chain_out,
         hyperparameters='{"n_estimators": 20}',
@@ -107,13 +145,13 @@ def test_gate_refuses_model_swapped_after_signing(pipeline_keys, tmp_path):
     dataset, chain = _ingest(pipeline_keys, tmp_path)
     model, chain_t = _train(pipeline_keys, dataset, chain, tmp_path)
     chain_s = _artifact(dsl.Artifact, tmp_path / "chain-sign")
-    sign_and_attest.python_func(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
+    _sign_fn(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
                                 signer=pipeline_keys.signer("sign_and_attest"), chain_out=chain_s)
     with open(Path(model.path) / "model.joblib", "ab") as f:
         f.write(b"\x00")
     chain_g = _artifact(dsl.Artifact, tmp_path / "chain-gate")
     with pytest.raises(DigestMismatch) as err:
-        verify_chain.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
+        _gate_fn(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
                                  signer=pipeline_keys.signer("verify_chain"), chain_out=chain_g)
     assert err.value.artifact == "model/model.joblib"
     assert not Path(chain_g.path).exists()
@@ -123,11 +161,11 @@ def test_register_refuses_without_the_gate(pipeline_keys, tmp_path):
     dataset, chain = _ingest(pipeline_keys, tmp_path)
     model, chain_t = _train(pipeline_keys, dataset, chain, tmp_path)
     chain_s = _artifact(dsl.Artifact, tmp_path / "chain-sign")
-    sign_and_attest.python_func(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
+    _sign_fn(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
                                 signer=pipeline_keys.signer("sign_and_attest"), chain_out=chain_s)
     # Skip the gate: hand the signed chain straight to registration.
     with pytest.raises(ChainError, match=r"step verify_chain: no link found"):
-        register_model.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
+        _register_fn(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
                                    signer=pipeline_keys.signer("register_model"), model_name="m",
                                    registry_uri=(tmp_path / "registry").as_uri(),
                                    registered_model=_artifact(VertexModel, tmp_path / "registered"))
@@ -138,17 +176,17 @@ def test_full_chain_through_components_registers_once(pipeline_keys, tmp_path):
     dataset, chain = _ingest(pipeline_keys, tmp_path)
     model, chain_t = _train(pipeline_keys, dataset, chain, tmp_path)
     chain_s = _artifact(dsl.Artifact, tmp_path / "chain-sign")
-    sign_and_attest.python_func(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
+    _sign_fn(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
                                 signer=pipeline_keys.signer("sign_and_attest"), chain_out=chain_s)
     chain_g = _artifact(dsl.Artifact, tmp_path / "chain-gate")
-    verify_chain.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
+    _gate_fn(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
                              signer=pipeline_keys.signer("verify_chain"), chain_out=chain_g)
     kwargs = dict(model=model, chain=chain_g, layout_sha256=pipeline_keys.layout_sha256,
                   signer=pipeline_keys.signer("register_model"), model_name="m",
                   registry_uri=(tmp_path / "registry").as_uri(),
                   registered_model=_artifact(VertexModel, tmp_path / "registered"))
-    first = register_model.python_func(**kwargs)
-    second = register_model.python_func(**kwargs)
+    first = _register_fn(**kwargs)
+    second = _register_fn(**kwargs)
     assert first == second == "local://m@1"
     assert sorted(p.name for p in (tmp_path / "registry" / "models" / "m").iterdir()) == ["1"]
 
@@ -166,14 +204,12 @@ def test_ingest_refuses_pretrained_pickle_with_code_execution_and_names_offset(p
     import hashlib
     import pickle
 
-    from chainproof.components import secure_ingest_model
-
     bad = tmp_path / "model.bin"  # a misleading name: scanned by content
     bad.write_bytes(pickle.dumps({"weights": [1.0], "hook": _Payload()}, protocol=4))
     model = _artifact(dsl.Model, tmp_path / "out-model")
     chain = _artifact(dsl.Artifact, tmp_path / "out-chain")
     with pytest.raises(ArtifactRefused) as err:
-        secure_ingest_model.python_func(
+        _ingest_model_fn(
             source_uri=str(bad), expected_sha256=hashlib.sha256(bad.read_bytes()).hexdigest(),
             layout_uri=pipeline_keys.layout_path.as_uri(), layout_sha256=pipeline_keys.layout_sha256,
             signer=pipeline_keys.signer("secure_ingest"), model=model, chain=chain,
@@ -208,11 +244,11 @@ def test_gate_refuses_unsafe_model_even_when_training_attested_it(pipeline_keys,
     write_link(envelope, Path(chain_t.path) / "links")
 
     chain_s = _artifact(dsl.Artifact, tmp_path / "chain-sign")
-    sign_and_attest.python_func(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
+    _sign_fn(model=model, chain=chain_t, layout_sha256=pipeline_keys.layout_sha256,
                                 signer=pipeline_keys.signer("sign_and_attest"), chain_out=chain_s)
     chain_g = _artifact(dsl.Artifact, tmp_path / "chain-gate")
     with pytest.raises(ArtifactRefused, match=r"model/model.joblib@\d+: scan refused it: .*system"):
-        verify_chain.python_func(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
+        _gate_fn(model=model, chain=chain_s, layout_sha256=pipeline_keys.layout_sha256,
                                  signer=pipeline_keys.signer("verify_chain"), chain_out=chain_g)
     assert not Path(chain_g.path).exists()
 
@@ -220,8 +256,6 @@ def test_gate_refuses_unsafe_model_even_when_training_attested_it(pipeline_keys,
 def test_outputs_are_published_where_folders_cannot_be_renamed(pipeline_keys, tmp_path, monkeypatch):
     # Cloud Storage FUSE (Vertex AI's /gcs mount) refuses to rename non-empty folders.
     import errno
-
-    from chainproof import steps
 
     def refuse(src, dst):
         raise OSError(errno.EXDEV, "rename not supported")

@@ -18,7 +18,7 @@ def test_component_reference_names_every_input_and_output(name):
     text = (ROOT / "docs" / "components.md").read_text()
     section = re.split(rf"^## {name}\b[^\n]*\n", text, maxsplit=1, flags=re.M)[1].split("\n## ", 1)[0]
     spec = getattr(components, name).component_spec
-    shared = {"layout_sha256", "signer", "identity", "allow_service_account_key", "model", "chain"}
+    shared = {"chainproof_config", "chainproof_step", "chainproof_role"}
     missing = [n for n in list(spec.inputs or {}) + list(spec.outputs or {})
                if f"`{n}`" not in section and n not in shared and not (name == "secure_ingest_model")]
     assert not missing, f"docs/components.md {name} lacks {missing}"
