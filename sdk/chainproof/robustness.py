@@ -56,6 +56,7 @@ __all__ = [
     "RobustnessBelowThreshold",
     "Threshold",
     "check_robustness",
+    "evaluate_model_dir",
     "evaluate_robustness",
     "load_report",
     "write_report",
@@ -742,3 +743,106 @@ def load_report(data: bytes, *, what: str = REPORT_NAME) -> dict[str, Any]:
     if not isinstance(doc.get("metrics"), dict):
         raise InputError(f"{what}: no metrics section")
     return doc
+
+
+# ---------------------------------------------------------------------------
+# The pipeline step's work: a model folder and its verified training table
+
+
+def evaluate_model_dir(
+    model_dir: str | Path,
+    dataset_csv: str | Path,
+    *,
+    target_column: str,
+    reports_dir: str | Path,
+    thresholds: Mapping[str, str | float] | None = None,
+    test_size: float = 0.25,
+    random_state: int = 0,
+    sample_size: int = 200,
+    seed: int = 0,
+    settings: AttackSettings = AttackSettings(),
+    time_limit_s: float = 60.0,
+) -> dict[str, Any]:
+    """Evaluate a trained model folder on the held-out split of its training table, then gate it.
+
+    The model is scanned before it is loaded (an unsafe or unscannable file is refused,
+    never unpickled). The held-out rows are the trainer's: the same split (size, seed,
+    stratification) of the same table, read with the trainer's own conversion and the
+    feature contract ``features.json`` beside the model. Rows with a missing numeric
+    cell are left out (the attacks need numbers) and counted in ``sample.rows_with_gaps``.
+
+    Args:
+        model_dir: the model folder (``model.joblib``, ``features.json``), verified by the step.
+        dataset_csv: the verified training CSV.
+        target_column: its label column.
+        reports_dir: where ``robustness.json`` is written.
+        thresholds: the gate's conditions (``{"accuracy_under_attack": ">= 0.6"}``); none: no gate.
+        test_size: the trainer's held-out fraction.
+        random_state: the trainer's split seed.
+        sample_size: rows drawn from the held-out split.
+        seed: the seed of the sample, the attacks and the perturbations.
+        settings: the evasion budget and the perturbations' strength.
+        time_limit_s: the attacks' wall-clock budget.
+
+    Returns:
+        The report (already written; on a gate failure it is written before the error).
+
+    Raises:
+        ArtifactRefused: the model's scan is not ``safe``, or a file is missing.
+        RobustnessBelowThreshold: a metric is on the wrong side of its threshold.
+        InputError: the table or the feature contract is unusable.
+    """
+    import csv
+
+    import joblib
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from chainproof.errors import ArtifactRefused
+    from chainproof.scan import scan_path, summarize
+    from chainproof.train import prepare_rows
+
+    model_dir, dataset_csv = Path(model_dir), Path(dataset_csv)
+    # Never unpickle what the scanner did not pass.
+    verdict = summarize(scan_path(model_dir))
+    if verdict.get("verdict") != "safe":
+        raise ArtifactRefused("model/model.joblib", f"scan verdict {verdict.get('verdict')!r}; not loaded")
+    try:
+        contract = json.loads((model_dir / "features.json").read_text(encoding="utf-8"))
+        features = list(contract["features"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"model/features.json: missing or malformed ({type(exc).__name__})") from exc
+    try:
+        with open(dataset_csv, newline="", encoding="utf-8") as f:
+            records = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{dataset_csv.name}: cannot read the table ({type(exc).__name__})") from exc
+    if not records or target_column not in records[0]:
+        raise InputError(f"{dataset_csv.name}: no rows, or no target column {target_column!r}")
+    model = joblib.load(model_dir / "model.joblib")
+    x = prepare_rows(records, features=features)
+    labels = [r[target_column] for r in records]
+    lookup = {str(c): c for c in getattr(model, "classes_", [])}
+    y = np.asarray([lookup.get(v, v) for v in labels], dtype=object if not lookup else None)
+    index = np.arange(len(records))
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    stratify = np.asarray(labels) if counts.min() >= 2 else None
+    try:
+        _, test = train_test_split(index, test_size=test_size, random_state=random_state, stratify=stratify)
+    except ValueError:
+        _, test = train_test_split(index, test_size=test_size, random_state=random_state)
+    test = np.sort(test)
+    kinds = [str(f["type"]) for f in features]
+    numeric = tuple(j for j, k in enumerate(kinds) if k == "numeric")
+    categorical = tuple(j for j, k in enumerate(kinds) if k != "numeric")
+    held = x[test]
+    finite = np.all(np.isfinite(held[:, list(numeric)].astype(np.float64)), axis=1)
+    report = evaluate_robustness(
+        model, held[finite], y[test][finite], feature_spec=FeatureSpec(numeric=numeric, categorical=categorical),
+        sample_size=sample_size, seed=seed, settings=settings, time_limit_s=time_limit_s,
+    )
+    report["sample"]["rows_with_gaps"] = int((~finite).sum())
+    write_report(report, reports_dir)
+    if thresholds:
+        check_robustness(report, thresholds)
+    return report

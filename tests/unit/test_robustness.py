@@ -184,3 +184,60 @@ def test_bad_inputs_are_one_line_input_errors(noisy_data):
         AttackSettings(eps=float("nan"))
     with pytest.raises(InputError, match="not a robustness|expected a report"):
         load_report(b'{"schema": "other"}')
+
+
+def _train_folder(tmp_path, estimator: str):
+    """A model folder as the train step leaves it: model.joblib and its feature contract."""
+    from chainproof.train import train_table
+
+    rng = np.random.default_rng(5)
+    rows = ["amount,tenure,plan,churned"]
+    for i in range(240):
+        amount, tenure, plan = rng.normal(50, 15), rng.integers(1, 60), rng.choice(["basic", "plus", "pro"])
+        churned = int((amount > 55) != (plan == "pro")) if rng.random() > 0.2 else int(rng.integers(2))
+        gap = "" if i % 37 == 0 else f"{amount:.2f}"  # a few missing cells, as real tables have
+        rows.append(f"{gap},{tenure},{plan},{churned}")
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    model_dir = tmp_path / f"model-{estimator}"
+    result = train_table(csv_path, target="churned", model_dir=model_dir, estimator=estimator)
+    contract = {"task": result.task, "target": result.target, "features": result.features, "classes": result.classes}
+    (model_dir / "features.json").write_text(json.dumps(contract))
+    return csv_path, model_dir, result
+
+
+def test_step_work_evaluates_the_trainers_held_out_rows_and_writes_the_report(tmp_path):
+    from chainproof.robustness import evaluate_model_dir
+
+    csv_path, model_dir, trained = _train_folder(tmp_path, "logistic_regression")
+    report = evaluate_model_dir(model_dir, csv_path, target_column="churned", reports_dir=tmp_path / "reports",
+                                settings=AttackSettings(max_attack_rows=6))
+    assert report["sample"]["rows"] + report["sample"]["rows_with_gaps"] == trained.metrics["test_rows"]
+    assert report["sample"]["categorical_features"] == 1
+    assert report["perturbations"]["category_flips"]["applicable"] is True
+    assert load_report((tmp_path / "reports" / "robustness.json").read_bytes()) == report
+
+
+def test_step_work_fails_closed_after_writing_the_report(tmp_path):
+    from chainproof.robustness import evaluate_model_dir
+
+    csv_path, model_dir, _ = _train_folder(tmp_path, "decision_tree")
+    with pytest.raises(RobustnessBelowThreshold) as failed:
+        evaluate_model_dir(model_dir, csv_path, target_column="churned", reports_dir=tmp_path / "reports",
+                           thresholds={"flip_rate_category": "<= 0.01"}, settings=AttackSettings(max_attack_rows=4))
+    assert failed.value.metric == "flip_rate_category"
+    # The evidence of the failure is kept: the report the gate read.
+    report = load_report((tmp_path / "reports" / "robustness.json").read_bytes())
+    assert report["metrics"]["flip_rate_category"] == failed.value.value
+
+
+def test_step_work_never_loads_a_model_the_scanner_refuses(tmp_path):
+    from chainproof.errors import ArtifactRefused
+    from chainproof.robustness import evaluate_model_dir
+
+    csv_path, model_dir, _ = _train_folder(tmp_path, "decision_tree")
+    # A pickle that would call os.system on load (protocol 2, GLOBAL + REDUCE); it is only scanned.
+    (model_dir / "model.joblib").write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    with pytest.raises(ArtifactRefused, match="scan verdict 'unsafe'; not loaded"):
+        evaluate_model_dir(model_dir, csv_path, target_column="churned", reports_dir=tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()
