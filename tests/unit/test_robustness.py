@@ -241,3 +241,31 @@ def test_step_work_never_loads_a_model_the_scanner_refuses(tmp_path):
     with pytest.raises(ArtifactRefused, match="scan verdict 'unsafe'; not loaded"):
         evaluate_model_dir(model_dir, csv_path, target_column="churned", reports_dir=tmp_path / "reports")
     assert not (tmp_path / "reports").exists()
+
+
+def test_component_writes_its_report_and_gates_with_the_pipelines_threshold_syntax(tmp_path):
+    from kfp.dsl import Artifact, Dataset, Model
+
+    from chainproof.components.evaluate_robustness import evaluate_robustness as component
+    from chainproof.errors import MetricBelowThreshold
+
+    csv_path, model_dir, _ = _train_folder(tmp_path, "logistic_regression")
+    data = tmp_path / "dataset"
+    data.mkdir()
+    (data / "train.csv").write_bytes(csv_path.read_bytes())
+
+    def run(out: str, **gate: str) -> None:
+        component.python_func(
+            model=Model(name="model", uri=str(model_dir)), dataset=Dataset(name="dataset", uri=str(data)),
+            target_column="churned", robustness=Artifact(name="robustness", uri=str(tmp_path / out)),
+            max_attack_rows=4, **gate,
+        )
+
+    run("passed", min_metrics="accuracy_clean>=0.5", max_metrics="flip_rate_noise<=0.5")
+    report = load_report((tmp_path / "passed" / "robustness.json").read_bytes())
+    assert report["evasion"]["hopskipjump"]["rows_attacked"] == 4
+    with pytest.raises(MetricBelowThreshold) as failed:
+        run("failed", min_metrics="accuracy_under_attack>=0.99")
+    assert failed.value.metric == "accuracy_under_attack"
+    assert failed.value.value == load_report((tmp_path / "failed" / "robustness.json").read_bytes())["metrics"][
+        "accuracy_under_attack"]
