@@ -11,7 +11,7 @@ def evaluate_robustness(
     model: Input[Model],
     dataset: Input[Dataset],
     target_column: str,
-    robustness: Output[Artifact],
+    reports: Output[Artifact],
     min_metrics: str = "",
     max_metrics: str = "",
     test_size: float = 0.25,
@@ -26,13 +26,13 @@ def evaluate_robustness(
 
     The model is verified against the training step's link and scanned before it is
     loaded; the held-out rows are the trainer's split of the verified dataset. The
-    report robustness/robustness.json is this step's signed product.
+    report reports/robustness.json is this step's signed product (the name the model card reads).
 
     Args:
         model: The model folder from the training step (model.joblib, features.json).
         dataset: The verified dataset folder (one CSV) the model was trained on.
         target_column: The label column.
-        robustness: The report folder (robustness.json).
+        reports: The report folder: robustness.json, attested as reports/robustness.json.
         min_metrics: Minimum values, e.g. accuracy_under_attack>=0.6 (comma-separated).
         max_metrics: Maximum values, e.g. flip_rate_noise<=0.1 (comma-separated).
         test_size: The trainer's held-out fraction.
@@ -55,12 +55,12 @@ def evaluate_robustness(
         from chainproof.errors import InputError
 
         raise InputError(f"dataset: expected one CSV file, found {len(csvs)}")
-    os.makedirs(robustness.path, exist_ok=True)
+    os.makedirs(reports.path, exist_ok=True)
     report = evaluate_model_dir(
         Path(model.path),
         csvs[0],
         target_column=target_column,
-        reports_dir=Path(robustness.path),
+        reports_dir=Path(reports.path),
         test_size=test_size,
         random_state=random_state,
         sample_size=sample_size,

@@ -257,7 +257,7 @@ def test_component_writes_its_report_and_gates_with_the_pipelines_threshold_synt
     def run(out: str, **gate: str) -> None:
         component.python_func(
             model=Model(name="model", uri=str(model_dir)), dataset=Dataset(name="dataset", uri=str(data)),
-            target_column="churned", robustness=Artifact(name="robustness", uri=str(tmp_path / out)),
+            target_column="churned", reports=Artifact(name="reports", uri=str(tmp_path / out)),
             max_attack_rows=4, **gate,
         )
 
