@@ -477,7 +477,7 @@ def verify_card(
 
     result = verification_result
     bundle = Path(bundle_dir)
-    # (1) Signed by a trusted key, and not changed since.
+    # Card check 1: signed by a trusted key, and not changed since.
     keyids = _signature_keyids(card_envelope)
     candidates = [k for k in keyids if k in trusted_keys]
     if not candidates:
@@ -497,7 +497,7 @@ def verify_card(
     if not isinstance(predicate, dict) or not isinstance(predicate.get("modelCard"), dict):
         raise CardRejected("malformed", "the predicate holds no modelCard")
 
-    # (2) The card is about the verified model: same file names, same digests.
+    # Card check 2: the card is about the verified model: same file names, same digests.
     subjects: dict[str, str] = {}
     for item in statement.get("subject") or []:
         if isinstance(item, dict) and isinstance(item.get("digest"), dict):
@@ -513,10 +513,10 @@ def verify_card(
         raise CardRejected("other_chain", f"built from the chain of layout sha256:{chain.get('layout_sha256')}, "
                                           f"verified here is sha256:{result.layout_sha256}")
 
-    # (3) It follows the Model Card Toolkit schema.
+    # Card check 3: it follows the Model Card Toolkit schema.
     validate_card(predicate["modelCard"])
 
-    # (4) Its evidence is the chain's: the reports it names are the attested ones.
+    # Card check 4: its evidence is the chain's: the reports it names are the attested ones.
     evidence = predicate.get("evidence") if isinstance(predicate.get("evidence"), dict) else {}
     reasons = {_METRICS: "metrics_differ", _ROBUSTNESS: "robustness_differs"}
     for name in (_METRICS, _ROBUSTNESS):
@@ -532,7 +532,7 @@ def verify_card(
             raise CardRejected("evidence", f"cites {name} sha256:{claimed.get('sha256')}, the chain attests "
                                            f"sha256:{attested[1]} (product of {attested[0].name})")
 
-    # (5) Its figures are the attested reports' figures, each one.
+    # Card check 5: its figures are the attested reports' figures, each one.
     quantitative = predicate["modelCard"].get("quantitative_analysis") or {}
     figures = list(quantitative.get("performance_metrics") or [])
     known = set(_SLICES.values())
