@@ -141,7 +141,7 @@ def test_time_limit_truncates_between_rows_and_says_so(noisy_data):
         return float(next(ticks))
 
     report = evaluate_robustness(
-        model, x_test, y_test, sample_size=60, settings=AttackSettings(max_attack_rows=20), time_limit_s=4, clock=clock
+        model, x_test, y_test, sample_size=60, settings=AttackSettings(max_attack_rows=20), time_limit_s=10, clock=clock
     )
     hsj = report["evasion"]["hopskipjump"]
     assert report["truncated"] is True and hsj["truncated"] is True
