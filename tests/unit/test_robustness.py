@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
@@ -269,3 +272,29 @@ def test_component_writes_its_report_and_gates_with_the_pipelines_threshold_synt
     assert failed.value.metric == "accuracy_under_attack"
     assert failed.value.value == load_report((tmp_path / "failed" / "robustness.json").read_bytes())["metrics"][
         "accuracy_under_attack"]
+
+
+_finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(value=_finite, bound=_finite, op=st.sampled_from([">=", "<="]), spaced=st.booleans())
+def test_gate_passes_exactly_when_the_condition_holds(value, bound, op, spaced):
+    # Differential oracle: Python's own comparison of the two floats.
+    condition = f"{op} {bound!r}" if spaced else f"{op}{bound!r}"
+    report = {"metrics": {"m": value}, "truncated": False}
+    holds = value >= bound if op == ">=" else value <= bound
+    if holds:
+        assert check_robustness(report, {"m": condition}) == [f"m = {value:g} (must be {op} {bound:g})"]
+    else:
+        with pytest.raises(RobustnessBelowThreshold) as failed:
+            check_robustness(report, {"m": condition})
+        assert (failed.value.metric, failed.value.value) == ("m", value)
+        assert failed.value.threshold == f"{op} {bound:g}"
+
+
+@hsettings(max_examples=50, deadline=None)
+@given(op=st.sampled_from([">=", "<="]), bound=_finite)
+def test_gate_never_passes_a_nan_metric(op, bound):
+    with pytest.raises(RobustnessBelowThreshold):
+        check_robustness({"metrics": {"m": float("nan")}}, {"m": f"{op} {bound!r}"})
