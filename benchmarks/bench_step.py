@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks._step_pipelines import STEPS, plain_steps, zero_trust_steps
     from chainproof.dsl import derive_graph
     from chainproof.policy import generate_layout, sign_layout
-    from chainproof.runner import kfp_safe, local_file_uri
+    from chainproof._exec import escape_for_kfp_local
+    from chainproof.runner import local_file_uri
     from chainproof.signing import init_keys, load_public_key, load_signer, public_key_pem
     from chainproof.step import RunConfig
 
@@ -48,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     def config() -> str:
         return RunConfig(
             layout_uri=local_file_uri(work / "root.layout"), layout_sha256=hashlib.sha256(layout).hexdigest(),
-            signers={s: kfp_safe(ring.signer_reference(s)) for s in graph.step_names}, run=uuid.uuid4().hex,
+            signers={s: ring.signer_reference(s) for s in graph.step_names}, run=uuid.uuid4().hex,
             owner_public_key=public_key_pem(owner.public_key),
         ).to_json()
+
+    def escaped_config() -> str:
+        return escape_for_kfp_local(config())
 
     def run(pipeline, **params) -> None:  # noqa: ANN001
         root = work / "root"
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     res = interleave({
         "plain kfp components": lambda: run(plain_steps),
-        "chainproof.dsl components": lambda: run(zero_trust_steps, chainproof_config=config()),
+        "chainproof.dsl components": lambda: run(zero_trust_steps, chainproof_config=escaped_config()),
     }, reps=args.reps, warmup=True, log=lambda m: print(m, flush=True))
     plain = res["plain kfp components"]["median_s"]
     ours = res["chainproof.dsl components"]["median_s"]

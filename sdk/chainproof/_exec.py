@@ -39,6 +39,33 @@ SIDECAR_SUFFIX = ".chainproof"
 
 _EVIDENCE_PREFIXES = ("attestations/", "reports/")
 
+#: kfp.local rewrites every ``python3`` in a task's command line, parameter values
+#: included (kfp 2.17, ``replace_python_executable``). Its runner hex-encodes string
+#: values that hold it (hex digits cannot spell it) behind this prefix; decoded here.
+LOCAL_ESCAPE = "chainproof-hex:"
+
+
+def escape_for_kfp_local(value: str) -> str:
+    """Return a string parameter that survives kfp.local's rewriting of ``python3``.
+
+    Args:
+        value: the parameter value.
+
+    Returns:
+        The value itself, or its hex encoding behind :data:`LOCAL_ESCAPE` when it holds ``python3``.
+    """
+    return LOCAL_ESCAPE + value.encode("utf-8").hex() if "python3" in value else value
+
+
+def unescape(value: Any) -> Any:
+    """Undo :func:`escape_for_kfp_local` (other values are returned as they are)."""
+    if isinstance(value, str) and value.startswith(LOCAL_ESCAPE):
+        try:
+            return bytes.fromhex(value[len(LOCAL_ESCAPE):]).decode("utf-8")
+        except ValueError as exc:
+            raise InputError(f"a parameter value starts with {LOCAL_ESCAPE} but is not hex text") from exc
+    return value
+
 
 class ComponentFailed(ChainproofError):
     """The user's component raised or exited non-zero (its own failure, not a refused input)."""
@@ -219,6 +246,8 @@ def run(argv: list[str]) -> None:
     executor_input = json.loads(argv[argv.index("--executor_input") + 1])
     inputs = executor_input.setdefault("inputs", {})
     params = inputs.setdefault("parameterValues", {})
+    for key in list(params):
+        params[key] = unescape(params[key])
     text = str(params.pop(CONFIG_INPUT, "") or "")
     task = str(params.pop(STEP_INPUT, "") or "")
     params.pop(ROLE_INPUT, None)

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from chainproof.errors import InputError, PolicyViolation
+from chainproof.errors import InputError, PolicyViolation, PolicyViolations
 from chainproof.verify import VerificationResult
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "ExpectedPrincipals",
     "MaxAge",
     "NoDevelopmentKeys",
+    "POLICY_SCHEMA",
     "RequiredAttestations",
     "RequiredScanVerdicts",
 ]
@@ -109,8 +110,15 @@ class NoDevelopmentKeys:
     attacks. To *prove* which keys signed, pin them with :class:`AllowedSignerKeys`.
     """
 
+    development_owner_keys: frozenset[str] = frozenset()
+
     def verify(self, result: VerificationResult, bundle: Path) -> str:
-        """Refuse links whose signer says ``development: true``."""
+        """Refuse links whose signer says ``development: true``, and a development owner key."""
+        if result.owner_keyid and result.owner_keyid in self.development_owner_keys:
+            raise PolicyViolation(
+                f"{'root.layout'}: signed by owner key {result.owner_keyid[:16]}, which the trust store records "
+                "as a development key"
+            )
         for step in result.steps:
             signer = step.environment.get("signer") or {}
             if isinstance(signer, dict) and signer.get("development"):
@@ -230,16 +238,116 @@ class RequiredAttestations:
         return f"(14) required attestations present and verified: {', '.join(self.kinds)}"
 
 
-_KNOWN = {
-    "version",
-    "expected_principals",
-    "allowed_signer_keys",
-    "allow_development_keys",
-    "allowed_image_digests",
-    "max_age",
-    "required_scan_verdicts",
-    "required_attestations",
+_KEY_PREFIX = "^[0-9a-f]{16,64}$"
+
+#: The auditor policy's JSON Schema (draft 2020-12). Every node says, in
+#: ``description``, what a valid value is: an error quotes it.
+POLICY_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "description": "a mapping of policy fields",
+    "additionalProperties": False,
+    "required": ["version"],
+    "properties": {
+        "version": {"const": 1, "description": "1"},
+        "expected_principals": {
+            "type": "object",
+            "minProperties": 1,
+            "description": "a non-empty mapping of step name (or *) to principal",
+            "propertyNames": {"minLength": 1, "description": "a step name or *"},
+            "additionalProperties": {"type": "string", "minLength": 1, "description": "a non-empty principal string"},
+        },
+        "allowed_signer_keys": {
+            "type": "object",
+            "minProperties": 1,
+            "description": "a non-empty mapping of step name (or *) to a list of key ids",
+            "propertyNames": {"minLength": 1, "description": "a step name or *"},
+            "additionalProperties": {
+                "type": "array",
+                "minItems": 1,
+                "description": "a non-empty list of key ids",
+                "items": {
+                    "type": "string",
+                    "pattern": _KEY_PREFIX,
+                    "description": "a key id: 16 to 64 lowercase hex characters",
+                },
+            },
+        },
+        "allow_development_keys": {"type": "boolean", "description": "a boolean (true or false, unquoted)"},
+        "allowed_image_digests": {
+            "type": "array",
+            "minItems": 1,
+            "description": "a non-empty list of image digests",
+            "items": {
+                "type": "string",
+                "pattern": "^(sha256:)?[0-9a-f]{64}$",
+                "description": "an image digest: sha256: and 64 lowercase hex characters",
+            },
+        },
+        "max_age": {
+            "type": ["string", "integer"],
+            "minimum": 1,
+            "minLength": 1,
+            "description": "a duration such as 90d, 12h, 30m or a positive number of seconds",
+        },
+        "required_scan_verdicts": {
+            "type": "object",
+            "minProperties": 1,
+            "description": "a non-empty mapping of scan report path to verdict",
+            "propertyNames": {"pattern": "^reports/[^/]+[.]json$", "description": "a report path such as reports/scan-model.json"},
+            "additionalProperties": {"enum": ["safe", "unsafe"], "description": "a verdict: safe or unsafe"},
+        },
+        "required_attestations": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "a non-empty list of attestation kinds (oms, slsa, vsa)",
+            "items": {"enum": ["oms", "slsa", "vsa"], "description": "an attestation kind: oms, slsa or vsa"},
+        },
+    },
 }
+
+_KNOWN = set(POLICY_SCHEMA["properties"])
+
+_JSON_TYPES = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _field_path(path: Sequence[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _schema_errors(doc: Any, where: str) -> list[str]:
+    """Validate against :data:`POLICY_SCHEMA`; one message per wrong field."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(POLICY_SCHEMA)
+    messages: list[str] = []
+    seen: set[str] = set()
+    for error in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = list(error.absolute_path)
+        value = error.instance
+        expected = str(error.schema.get("description", error.validator)) if isinstance(error.schema, dict) else str(error.validator)
+        if error.validator == "propertyNames":
+            # The offending key is in the message, not the path.
+            expected = str(POLICY_SCHEMA["properties"].get(str(path[0]) if path else "", {}).get("propertyNames", {}).get("description", "a valid name"))
+            value = error.message.split("'")[1] if "'" in error.message else error.message
+            path = [*path, "(key)"]
+        if error.validator == "enum" and path[:1] == ["required_attestations"]:
+            messages.append(f"{where}: {_field_path(path)}: unknown attestation kind {value!r} (known: oms, slsa, vsa)")
+            continue
+        field = _field_path(path)
+        if field in seen:
+            continue
+        seen.add(field)
+        messages.append(f"{where}: {field}: expected {expected}, got {value!r} ({_json_type(value)})")
+    return messages
 
 
 @dataclass(frozen=True)
@@ -255,49 +363,60 @@ class AuditorPolicy:
     source: str = ""
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], *, source: str = "") -> AuditorPolicy:
-        """Build a policy from its document.
+    def from_dict(
+        cls, doc: Mapping[str, Any], *, source: str = "", development_owner_keys: frozenset[str] = frozenset()
+    ) -> AuditorPolicy:
+        """Build a policy from its document, validated against :data:`POLICY_SCHEMA`.
+
+        Args:
+            doc: the policy document.
+            source: where it came from (errors and reports name it).
+            development_owner_keys: owner key ids the trust store records as development
+                keys (``allow_development_keys: false`` refuses them too).
 
         Raises:
             InputError: unknown fields, a wrong version, malformed values, or no constraint at all.
         """
         where = source or "auditor policy"
         if not isinstance(doc, Mapping):
-            raise InputError(f"{where}: expected a mapping")
+            raise InputError(f"{where}: expected a mapping of policy fields, got {doc!r} ({_json_type(doc)})")
         unknown = sorted(set(doc) - _KNOWN)
         if unknown:
-            raise InputError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN))})")
-        if doc.get("version") != 1:
+            raise InputError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(_KNOWN))})")
+        if doc.get("version") != 1 or isinstance(doc.get("version"), bool):
             raise InputError(f"{where}: version must be 1, got {doc.get('version')!r}")
+        if "max_age" in doc and isinstance(doc["max_age"], str):
+            parse_duration(doc["max_age"])  # its own message: expected e.g. 90d
+        errors = _schema_errors(dict(doc), where)
+        if errors:
+            # Every wrong field at once: one line each.
+            raise InputError("; ".join(errors))
         c: list[Constraint] = []
-        try:
-            if "expected_principals" in doc:
-                c.append(ExpectedPrincipals({str(k): str(v) for k, v in dict(doc["expected_principals"]).items()}))
-            if "allowed_signer_keys" in doc:
-                c.append(AllowedSignerKeys({str(k): [str(x) for x in v] for k, v in dict(doc["allowed_signer_keys"]).items()}))
-            if doc.get("allow_development_keys") is False:
-                c.append(NoDevelopmentKeys())
-            if "allowed_image_digests" in doc:
-                c.append(AllowedImages([str(d) for d in doc["allowed_image_digests"]]))
-            if "max_age" in doc:
-                c.append(MaxAge(parse_duration(doc["max_age"])))
-            if "required_scan_verdicts" in doc:
-                c.append(RequiredScanVerdicts({str(k): str(v) for k, v in dict(doc["required_scan_verdicts"]).items()}))
-            if "required_attestations" in doc:
-                kinds = [str(k) for k in doc["required_attestations"]]
-                bad = sorted(set(kinds) - {"oms", "slsa", "vsa"})
-                if bad:
-                    raise InputError(f"{where}: unknown attestation kind(s) {', '.join(bad)} (known: oms, slsa, vsa)")
-                c.append(RequiredAttestations(kinds))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise InputError(f"{where}: malformed value ({exc})") from exc
+        if "expected_principals" in doc:
+            c.append(ExpectedPrincipals({str(k): str(v) for k, v in dict(doc["expected_principals"]).items()}))
+        if "allowed_signer_keys" in doc:
+            c.append(AllowedSignerKeys({str(k): [str(x) for x in v] for k, v in dict(doc["allowed_signer_keys"]).items()}))
+        if doc.get("allow_development_keys") is False:
+            c.append(NoDevelopmentKeys(development_owner_keys=frozenset(development_owner_keys)))
+        if "allowed_image_digests" in doc:
+            c.append(AllowedImages([str(d) for d in doc["allowed_image_digests"]]))
+        if "max_age" in doc:
+            c.append(MaxAge(parse_duration(doc["max_age"])))
+        if "required_scan_verdicts" in doc:
+            c.append(RequiredScanVerdicts({str(k): str(v) for k, v in dict(doc["required_scan_verdicts"]).items()}))
+        if "required_attestations" in doc:
+            c.append(RequiredAttestations([str(k) for k in doc["required_attestations"]]))
         if not c:
             raise InputError(f"{where}: the policy has no constraint; an empty policy checks nothing")
         return cls(constraints=c, source=source)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> AuditorPolicy:
+    def from_file(cls, path: str | Path, *, development_owner_keys: frozenset[str] = frozenset()) -> AuditorPolicy:
         """Load a YAML or JSON policy file.
+
+        Args:
+            path: the file.
+            development_owner_keys: see :meth:`from_dict`.
 
         Raises:
             InputError: unreadable or invalid.
@@ -310,14 +429,29 @@ class AuditorPolicy:
             raise InputError(f"{path}: cannot read auditor policy ({exc.strerror})") from exc
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: not YAML or JSON ({type(exc).__name__})") from exc
-        return cls.from_dict(doc, source=str(path))
+        return cls.from_dict(doc, source=str(path), development_owner_keys=development_owner_keys)
 
     def verify(self, result: VerificationResult, bundle: Path) -> list[str]:
-        """Check every constraint; return the check lines.
+        """Check every constraint (all of them, even after one fails); return the check lines.
 
         Raises:
-            PolicyViolation: the first constraint that does not hold.
+            PolicyViolation: the one constraint that does not hold (``passed`` lists those that held).
+            PolicyViolations: several constraints do not hold; it lists every violation
+                and the constraints that held.
         """
         if not self.constraints:
             raise PolicyViolation("auditor policy: no constraint to check")
-        return [constraint.verify(result, bundle) for constraint in self.constraints]
+        passed: list[str] = []
+        violations: list[PolicyViolation] = []
+        for constraint in self.constraints:
+            try:
+                passed.append(constraint.verify(result, bundle))
+            except PolicyViolation as exc:
+                violations.append(exc)
+        if len(violations) == 1:
+            # One violation is raised as itself, carrying the constraints that held.
+            violations[0].passed = passed  # type: ignore[attr-defined]
+            raise violations[0]
+        if violations:
+            raise PolicyViolations(violations, passed=passed)
+        return passed

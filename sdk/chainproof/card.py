@@ -714,7 +714,7 @@ def _cmd_card(args: Any) -> int:
 
     with tempfile.TemporaryDirectory(prefix="chainproof-card-") as tmp:
         if args.bundle.startswith(("vertex://", "local://")):
-            result, bundle = cli._verify_registered(args, Path(tmp), None)
+            result, bundle = cli._verify_registered(args, Path(tmp), None, [])
         else:
             bundle = Path(args.bundle)
             result = verify_bundle(bundle, trusted_owner_keys=cli._trusted_keys(args.owner_key), model_dir=args.model)

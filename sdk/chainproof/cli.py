@@ -13,7 +13,8 @@ Example:
     $ chainproof verify vertex://projects/P/locations/europe-west4/models/chainproof-model@1
 
 Exit codes: 0 verified / done, 1 verification failed or an artifact was refused,
-2 usage or input error. A traceback only with ``--verbose``. This is the only
+2 usage or input error, 3 an unreachable or failing cloud service. A traceback
+only with ``--verbose`` (anywhere on the line). This is the only
 module that reads environment variables.
 """
 
@@ -60,7 +61,12 @@ def _cmd_keys_init(args: argparse.Namespace) -> int:
 
     roles = ["owner", *step_names()]
     ring = init_keys(Path(args.directory), roles=roles, development=args.development)
-    TrustStore(default_trust_dir()).add(load_public_key(ring.public_key_path("owner")))
+    # keys init created this owner key just now: trusting it is the explicit act it asks for.
+    TrustStore(default_trust_dir()).add(
+        load_public_key(ring.public_key_path("owner")),
+        source=f"chainproof keys init {ring.directory}: owner key created now",
+        development=args.development,
+    )
     if args.format == "json":
         _print_json({"directory": str(ring.directory), "keys": ring.roles, "development": ring.development})
     else:
@@ -86,6 +92,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             mark = "[green]✓[/]" if state == "success" else "[red]✗[/]"
             console.print(f"{mark} {name} {state} ({took:.1f} s)")
 
+    _check_json_object(args.hyperparameters, "--hyperparameters")
     layout_ext: dict[str, Any] = {}
     if args.layout_allow_service_account_key:
         allowed = list(dict.fromkeys(args.layout_allow_service_account_key))
@@ -125,6 +132,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"  model sha256 {result.model_sha256}")
     print(f"  bundle       {result.bundle}")
     print(f"  owner key    {result.owner_key}")
+    print(f"  trust        {result.owner_trust}")
     metrics = {k: v for k, v in result.metrics().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if metrics:
         print("  metrics      " + ", ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())))
@@ -160,6 +168,16 @@ def _run_reference(args: argparse.Namespace, progress: Any, layout_ext: dict[str
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
         layout_extensions=layout_ext,
     )
+
+
+def _check_json_object(text: str, flag: str) -> None:
+    """Refuse a parameter that is not a JSON object, before any step runs (exit 2)."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{flag} {text[:80]!r}: not JSON ({exc.msg} at character {exc.pos})") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{flag} {text[:80]!r}: expected a JSON object, got {type(doc).__name__}")
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -201,10 +219,29 @@ def _trusted_keys(owner_keys: list[str] | None) -> dict[str, Any]:
     trusted = TrustStore(default_trust_dir()).keys()
     if not trusted:
         raise InputError(
-            f"no trusted owner key: pass --owner-key PEM or add one to {default_trust_dir()} "
-            "(chainproof keys init and chainproof run do)"
+            f"no trusted owner key: pass --owner-key PEM or trust one with chainproof trust add PEM "
+            f"(trust store {default_trust_dir()})"
         )
     return trusted
+
+
+def _owner_trust(args: argparse.Namespace, keyid: str) -> dict[str, Any]:
+    """Which trusted key verified, and where its trust came from."""
+    from chainproof.signing import TrustStore, load_public_key
+    from chainproof.trust import describe_owner_trust
+
+    if args.owner_key:
+        files = {str(load_public_key(p).keyid): p for p in args.owner_key}
+        return describe_owner_trust(keyid, store=None, owner_key_files=files)
+    return describe_owner_trust(keyid, store=TrustStore(default_trust_dir()))
+
+
+def _development_owner_keys(args: argparse.Namespace) -> frozenset[str]:
+    from chainproof.signing import TrustStore
+
+    if args.owner_key:
+        return frozenset()
+    return frozenset(e.keyid for e in TrustStore(default_trust_dir()).entries() if e.development)
 
 
 def _write_output(output: str, text: str) -> None:
@@ -230,7 +267,12 @@ def _emit(doc: dict[str, Any], fmt: str, output: str | None) -> None:
         else:
             sys.stdout.write(page)
         return
-    sys.stdout.write(render_text(doc))
+    text = render_text(doc)
+    if output:
+        _write_output(output, text)
+        print(f"report written to {output}", file=sys.stderr)
+    # The verdict line stays on stdout: scripts read the last line.
+    sys.stdout.write(text if not output else text.rstrip("\n").splitlines()[-1] + "\n")
 
 
 #: Environment variable naming a non-default Vertex AI endpoint (HOST:PORT).
@@ -249,8 +291,8 @@ def _vertex_access() -> dict[str, Any]:
     return {"api_endpoint": endpoint, "credentials": None}
 
 
-def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any) -> tuple[Any, Path]:
-    """Verify a registry reference; return the result and where its bundle was read."""
+def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any, located: list[Path]) -> tuple[Any, Path]:
+    """Verify a registry reference; return the result and where its bundle was read (also put in ``located``)."""
     from chainproof.registry import LocalModelRegistry, VertexModelRegistry, parse_vertex_reference, verify_registered
 
     if args.model:
@@ -264,12 +306,15 @@ def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any) -> 
             raise InputError(f"{args.bundle}: {str(exc).splitlines()[0][:200]}") from exc
     else:
         registry = LocalModelRegistry(args.registry)
-    entry = registry.resolve(args.bundle)
-    bundle = workdir / "bundle" if "://" in entry.bundle_location else Path(entry.bundle_location)
+    def where(entry: Any) -> None:
+        # Known before verification starts, so that a failure is reported on this bundle.
+        located.append(workdir / "bundle" if "://" in entry.bundle_location else Path(entry.bundle_location))
+
     result = verify_registered(
-        args.bundle, registry=registry, trusted_owner_keys=_trusted_keys(args.owner_key), workdir=workdir, policy=policy
+        args.bundle, registry=registry, trusted_owner_keys=_trusted_keys(args.owner_key), workdir=workdir, policy=policy,
+        on_bundle=where,
     )
-    return result, bundle
+    return result, located[-1]
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -279,23 +324,39 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     import tempfile
 
-    policy = AuditorPolicy.from_file(args.policy) if args.policy else None
+    from chainproof.auditor import NoDevelopmentKeys
+
+    dev_owners = _development_owner_keys(args)
+    policy = AuditorPolicy.from_file(args.policy, development_owner_keys=dev_owners) if args.policy else None
+    policy_source = args.policy or ""
+    if args.require_production_keys:
+        # A verdict "verified with development keys" becomes a failure (exit 1).
+        extra = NoDevelopmentKeys(development_owner_keys=dev_owners)
+        constraints = [*(policy.constraints if policy else []), extra]
+        policy = AuditorPolicy(constraints=constraints, source=policy_source or "--require-production-keys")
+        policy_source = policy_source + (" + " if policy_source else "") + "--require-production-keys"
+    located: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="chainproof-audit-") as tmp:
         bundle = Path(args.bundle)
         try:
             if args.bundle.startswith(("vertex://", "local://")):
-                result, bundle = _verify_registered(args, Path(tmp), policy)
+                result, bundle = _verify_registered(args, Path(tmp), policy, located)
             else:
                 result = verify_bundle(
                     args.bundle, trusted_owner_keys=_trusted_keys(args.owner_key), model_dir=args.model, policy=policy
                 )
         except ChainproofError as exc:
-            if exc.exit_code == 1 and args.format in ("json", "html") and (bundle / "root.layout").is_file():
-                _emit(build_report(bundle, error=exc, policy_source=args.policy or "", subject=args.bundle), args.format, args.output)
+            bundle = located[-1] if located else bundle
+            if exc.exit_code == 1 and (bundle / "root.layout").is_file():
+                # A complete report of a failure: what passed, which check failed, every violation.
+                _emit(build_report(bundle, error=exc, policy_source=policy_source, subject=args.bundle), args.format, args.output)
                 print(f"FAIL: {exc.diagnostics()}", file=sys.stderr)
                 return exc.exit_code
             raise
-        _emit(build_report(bundle, result=result, policy_source=args.policy or "", subject=args.bundle), args.format, args.output)
+        dev_owner = result.owner_keyid in dev_owners
+        doc = build_report(bundle, result=result, policy_source=policy_source, subject=args.bundle,
+                           owner_trust=_owner_trust(args, result.owner_keyid), development_owner_key=dev_owner)
+        _emit(doc, args.format, args.output)
     return 0
 
 
@@ -472,13 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--model", help="the model folder to check (default: the location bundle.json records)")
     verify.add_argument("--policy", help="the auditor's policy file (YAML or JSON): principals, keys, images, age, scans, attestations")
     verify.add_argument("--format", choices=["text", "json", "html"], default="text")
-    verify.add_argument("-o", "--output", help="write the report to this file (json/html)")
+    verify.add_argument("-o", "--output", help="write the report to this file (any format)")
+    verify.add_argument("--require-production-keys", action="store_true",
+                        help="fail (exit 1) when any step or the owner key is a development key")
     verify.set_defaults(func=_cmd_verify)
 
     inspect = sub.add_parser("inspect", help="show a bundle's chain as a table (does not verify)")
     inspect.add_argument("bundle")
     inspect.add_argument("--format", choices=["text", "json", "html"], default="text")
-    inspect.add_argument("-o", "--output", help="write the report to this file (json/html)")
+    inspect.add_argument("-o", "--output", help="write the report to this file (any format)")
     inspect.set_defaults(func=_cmd_inspect)
 
     from chainproof.scan import cli as scan_cli
@@ -487,7 +550,29 @@ def build_parser() -> argparse.ArgumentParser:
     from chainproof import card as card_cli
 
     card_cli.add_parser(sub)
+    from chainproof import _cli_trust
+
+    _cli_trust.add_parsers(sub, trust_dir=default_trust_dir, common=[])
+    from chainproof import _cli_ingest
+
+    _cli_ingest.add_parser(sub)
+    _conventions(parser)
     return parser
+
+
+def _conventions(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)command ``--verbose`` and its own usage on a flag typo."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in dict.fromkeys(action.choices.values()):
+            if not any("--verbose" in a.option_strings for a in sub._actions):
+                # SUPPRESS: a -v before the subcommand is not reset by the subcommand's default.
+                sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                                 help="show tracebacks and debug logs")
+            if sub.get_default("_usage_parser") is None:
+                sub.set_defaults(_usage_parser=sub)
+            _conventions(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -500,7 +585,11 @@ def main(argv: list[str] | None = None) -> int:
         The exit code.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # The subcommand's own usage, not the top-level one (argparse exits 2).
+        usage: argparse.ArgumentParser = getattr(args, "_usage_parser", None) or parser
+        usage.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
         format="%(message)s",
@@ -522,6 +611,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the backstop: one line, no traceback, unless --verbose
         if args.verbose >= 1:
             raise
+        from chainproof._service_errors import classify_service_error
+
+        service = classify_service_error(exc, command=str(getattr(args, "command", "")))
+        if service is not None:
+            print(f"FAIL: {service.diagnostics()}", file=sys.stderr)
+            return service.exit_code
         detail = (str(exc).strip().splitlines() or [""])[0][:300]
         print(f"FAIL: internal error: {type(exc).__name__}: {detail} (rerun with --verbose for details)", file=sys.stderr)
         return 2

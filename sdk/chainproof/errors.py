@@ -8,7 +8,8 @@ Example:
 Every error names the artifact (or step) it is about, what was expected and what
 was found. A failed check raises; it never returns ``False``. Errors carry an
 ``exit_code``: 1 for a verification failure or a refused artifact, 2 for a usage
-or input error, so the CLI can map them without guessing.
+or input error, 3 for an unreachable or failing cloud service, so the CLI can map
+them without guessing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ __all__ = [
     "LayoutError",
     "MetricBelowThreshold",
     "PolicyViolation",
+    "PolicyViolations",
     "RegistryError",
+    "ServiceError",
     "SignatureError",
     "UntrustedKey",
     "VerificationError",
@@ -182,6 +185,37 @@ def _number(value: object) -> str:
             return f"{x:.2f}"
         return repr(x)
     return repr(value)[:40]
+class PolicyViolations(PolicyViolation):
+    """Several policy constraints do not hold; all of them are reported at once.
+
+    Attributes:
+        violations: the message of each violation, in policy order.
+        passed: the check lines of the constraints that held.
+    """
+
+    def __init__(self, violations: list[PolicyViolation], *, passed: list[str] | None = None) -> None:
+        self.violations = [v.diagnostics() for v in violations]
+        self.passed = list(passed or [])
+        if len(self.violations) == 1:
+            super().__init__(self.violations[0])
+        else:
+            super().__init__(f"{len(self.violations)} policy violations: " + "; ".join(self.violations))
+
+
+class ServiceError(ChainproofError):
+    """A cloud service is unreachable, refuses the credentials, or fails. Exit code 3.
+
+    Attributes:
+        service: the service (``Vertex AI Model Registry``, ``Google authentication``).
+        operation: what chainproof was doing (``GetModel``, ``resolve credentials``).
+        hint: what to check.
+    """
+
+    exit_code = 3
+
+    def __init__(self, service: str, operation: str, reason: str, hint: str) -> None:
+        super().__init__(f"{service}: {operation} failed: {reason}; check {hint}")
+        self.service, self.operation, self.reason, self.hint = service, operation, reason, hint
 
 
 class CredentialRefused(ChainproofError):

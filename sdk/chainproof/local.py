@@ -69,8 +69,7 @@ def load_pipeline(spec: str) -> Any:
 def coerce_parameters(pipeline_func: Any, values: Mapping[str, str]) -> dict[str, Any]:
     """Turn ``--param NAME=VALUE`` strings into the pipeline's parameter types.
 
-    A string value that names an existing local file or folder becomes a ``file://``
-    URI that survives kfp.local (see :func:`chainproof.runner.kfp_safe`).
+    A string value that names an existing local file or folder becomes a ``file://`` URI.
 
     Args:
         pipeline_func: the pipeline.

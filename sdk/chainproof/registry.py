@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +52,8 @@ __all__ = [
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _VERSION_FILE = "version.json"
+#: The local registry's identity record (a random id made when the registry is created).
+_IDENTITY_FILE = "registry.json"
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,42 @@ class LocalModelRegistry:
         """
         self.root = Path(root).absolute()
 
+    def identity(self, *, create: bool = False) -> dict[str, str]:
+        """Return this registry's identity: a random id recorded when the registry was created.
+
+        Args:
+            create: create the identity record if the registry has none yet (registration does).
+
+        Returns:
+            ``{"kind": "local", "registry_id": HEX}``; ``registry_id`` is empty for a folder
+            that was never a registry.
+
+        Side effects:
+            With ``create``, writes ``registry.json`` in the registry folder once.
+        """
+        path = self.root / _IDENTITY_FILE
+        if not path.is_file() and create:
+            self.root.mkdir(parents=True, exist_ok=True)
+            doc = {"kind": "local", "registry_id": uuid.uuid4().hex, "created": utc_now()}
+            tmp = self.root / f".{_IDENTITY_FILE}.{uuid.uuid4().hex[:8]}"
+            tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            try:
+                # Never replace an identity that appeared meanwhile.
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        try:
+            doc = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"{path}: unreadable registry identity") from exc
+        return {"kind": "local", "registry_id": str(doc.get("registry_id", "")) if isinstance(doc, dict) else ""}
+
+    def identity_for(self, reference: str) -> dict[str, str]:
+        """Return the identity a registration of ``reference`` in this registry attests."""
+        return self.identity()
+
     def _model_root(self, name: str) -> Path:
         if not _NAME.fullmatch(name):
             raise InputError(
@@ -217,6 +256,7 @@ class LocalModelRegistry:
         Returns:
             The reserved version and its future locations.
         """
+        self.identity(create=True)
         versions = self._versions(name)
         number = str(int(versions[-1].name) + 1 if versions else 1)
         target = self._model_root(name) / number
@@ -635,11 +675,96 @@ class VertexModelRegistry:
             raise InputError(f"{reference}: this registry is projects/{self.project}/locations/{self.location}")
         return self._entry(self._model(name, version))
 
+    def identity_for(self, reference: str) -> dict[str, str]:
+        """Return the identity of a Vertex AI registration: project, location and model ID.
+
+        Args:
+            reference: ``vertex://projects/P/locations/L/models/ID@VERSION``.
+        """
+        project, location, name, _ = parse_vertex_reference(reference)
+        return {"kind": "vertex", "project": project, "location": location, "model_id": name}
+
     def resource_uri(self, reference: str) -> tuple[str, str]:
         """Return (resourceName, API URI) of a version, as GCPC's ``google.VertexModel`` carries them."""
         project, location, name, version = parse_vertex_reference(reference)
         resource = f"projects/{project}/locations/{location}/models/{name}@{version}"
         return resource, f"https://{location}-aiplatform.googleapis.com/v1/{resource}"
+
+
+def registry_identity(registry: Any, pending: PendingVersion) -> dict[str, str]:
+    """Return the registry identity ``register_model`` attests in ``registry/entry.json``.
+
+    Local registries have a random id made at creation; Vertex AI registrations are
+    named by project, location and model ID. ``verify`` compares it with the registry
+    it actually read the entry from (check 17).
+
+    Args:
+        registry: the registry being written to.
+        pending: the reserved version.
+
+    Returns:
+        The identity (``kind`` plus its fields); ``{"kind": "unknown"}`` for a backend
+        without one, which verification refuses.
+    """
+    if isinstance(registry, LocalModelRegistry):
+        return registry.identity(create=True)
+    identity_for = getattr(registry, "identity_for", None)
+    return dict(identity_for(pending.reference)) if identity_for is not None else {"kind": "unknown"}
+
+
+def check_registry_binding(
+    reference: str, attested: dict[str, Any], *, identity: dict[str, str], model_location: str, bundle_location: str
+) -> str:
+    """(17) The attested registry identity and locations are where the entry was actually read.
+
+    Args:
+        reference: the registry reference being verified.
+        attested: the attested ``registry/entry.json``.
+        identity: the identity of the registry the entry was read from.
+        model_location: where the model was read from.
+        bundle_location: where the bundle was read from.
+
+    Returns:
+        The check line.
+
+    Raises:
+        VerificationError: the chain registered into another registry, or other locations
+            (names both).
+    """
+    from chainproof.errors import VerificationError
+
+    recorded = attested.get("registry")
+    if not isinstance(recorded, dict):
+        raise VerificationError(
+            f"registry/entry.json: the chain does not attest which registry it was written to; "
+            f"read from {_describe_identity(identity)}"
+        )
+    if recorded != identity or not any(v for k, v in identity.items() if k != "kind"):
+        raise VerificationError(
+            f"registry/entry.json: the chain registered into {_describe_identity(recorded)}, "
+            f"but {reference} was read from {_describe_identity(identity)}"
+        )
+    for what, attested_location, actual in (
+        ("model", (attested.get("model") or {}).get("location"), model_location),
+        ("evidence bundle", (attested.get("evidence") or {}).get("location"), bundle_location),
+    ):
+        if str(attested_location).rstrip("/") != str(actual).rstrip("/"):
+            raise VerificationError(
+                f"registry/entry.json: the chain registered the {what} at {attested_location}, "
+                f"but {reference} read it from {actual}"
+            )
+    return f"(17) registry/entry.json attests {_describe_identity(identity)} and the locations the entry was read from"
+
+
+def _describe_identity(identity: Any) -> str:
+    if not isinstance(identity, dict):
+        return repr(identity)
+    if identity.get("kind") == "local":
+        return f"local registry {identity.get('registry_id') or '(no identity)'}"
+    if identity.get("kind") == "vertex":
+        return (f"Vertex AI projects/{identity.get('project')}/locations/{identity.get('location')}"
+                f"/models/{identity.get('model_id')}")
+    return json.dumps(identity, sort_keys=True)
 
 
 def registry_for(uri: str, **kwargs: Any) -> LocalModelRegistry | VertexModelRegistry:
@@ -675,6 +800,7 @@ def verify_registered(
     workdir: Path | None = None,
     fetch_options: Any = None,
     policy: Any = None,
+    on_bundle: Any = None,
 ) -> VerificationResult:
     """Audit a registered version: fetch its entry, evidence bundle and model as they are today, verify.
 
@@ -685,6 +811,8 @@ def verify_registered(
         workdir: where to download to (default: a temporary folder, removed afterwards).
         fetch_options: :class:`chainproof.storage.FetchOptions` for remote locations.
         policy: the auditor's constraints (:class:`chainproof.auditor.AuditorPolicy`), if any.
+        on_bundle: called with the resolved entry before anything is fetched (the CLI
+            learns where the bundle is, to report a failure).
 
     Returns:
         The verification result, with the registry checks appended.
@@ -698,12 +826,16 @@ def verify_registered(
     """
     from chainproof.errors import DigestMismatch, VerificationError
     from chainproof.storage import FetchOptions, fetch_tree
-    from chainproof.verify import verify_bundle
+    from chainproof.verify import annotate_failure, verify_bundle
 
     entry = registry.resolve(reference)
+    if on_bundle is not None:
+        on_bundle(entry)
     options = fetch_options or FetchOptions()
     own_tmp = workdir is None
     base = Path(tempfile.mkdtemp(prefix="chainproof-audit-")) if workdir is None else Path(workdir)
+    checks: list[str] = []
+    number = "0"
     try:
         if "://" in entry.bundle_location:
             bundle, model = base / "bundle", base / "model"
@@ -723,14 +855,21 @@ def verify_registered(
             actual = manifest_digest(digest_tree(bundle))
             if actual != entry.bundle_sha256:
                 raise DigestMismatch(str(bundle), entry.bundle_sha256, actual, context="registered bundle")
-        result = verify_bundle(bundle, trusted_owner_keys=trusted_owner_keys, model_dir=model, policy=policy)
         checks = [f"(0) {reference}: bundle {entry.bundle_location} matches its registered sha256:{entry.bundle_sha256[:16]}"]
+        try:
+            result = verify_bundle(bundle, trusted_owner_keys=trusted_owner_keys, model_dir=model, policy=policy)
+        except VerificationError as exc:
+            # The bundle's own checks passed after (0): report them all, in order.
+            exc.passed_checks = [*checks, *getattr(exc, "passed_checks", [])]  # type: ignore[attr-defined]
+            raise
         checks += result.checks
+        number = "15"
         # (15) The registry entry's model digest is the verified model's.
         if entry.model_sha256 != result.model_sha256:
             raise DigestMismatch(f"{reference} model digest labels", entry.model_sha256, result.model_sha256,
                                  context="registry entry vs. the verified chain")
         checks.append(f"(15) registry entry records model sha256:{entry.model_sha256[:16]}, the verified model")
+        number = "16"
         # (16) The attested registry/entry.json names this very version.
         attested = json.loads((bundle / "registry" / "entry.json").read_text())
         if attested.get("reference") != reference:
@@ -738,10 +877,20 @@ def verify_registered(
                 f"registry/entry.json: the chain registered {attested.get('reference')!r}, not {reference!r}"
             )
         checks.append(f"(16) registry/entry.json (attested by register_model) names {reference}")
+        number = "17"
+        # (17) ... written to this very registry, at the locations it was read from.
+        checks.append(check_registry_binding(
+            reference, attested, identity=registry.identity_for(reference),  # type: ignore[attr-defined]
+            model_location=entry.model_location, bundle_location=entry.bundle_location,
+        ))
         return VerificationResult(
             layout_sha256=result.layout_sha256, owner_keyid=result.owner_keyid, steps=result.steps,
             model_files=result.model_files, checks=checks, attestations=result.attestations,
         )
+    except VerificationError as exc:
+        if not hasattr(exc, "failed_check"):
+            annotate_failure(exc, passed=checks, number=number)
+        raise
     finally:
         if own_tmp:
             shutil.rmtree(base, ignore_errors=True)

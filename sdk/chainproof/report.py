@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, DigestMismatch, UntrustedKey
+from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, DigestMismatch, PolicyViolation, UntrustedKey
 from chainproof.attest import link_filename
 from chainproof.verify import LAYOUT_FILE, LINKS_DIR, VerificationResult, load_layout
 
@@ -41,6 +41,8 @@ def _failure_facts(error: ChainproofError) -> dict[str, Any]:
     message = error.diagnostics()
     if message.startswith("step ") and "step" not in facts:
         facts["step"] = message.split()[1].rstrip(":")
+    facts["check"] = str(getattr(error, "failed_check", "") or "")
+    facts["violations"] = list(getattr(error, "violations", []) or ([message] if isinstance(error, PolicyViolation) else []))
     return facts
 
 
@@ -75,6 +77,8 @@ def build_report(
     error: ChainproofError | None = None,
     policy_source: str = "",
     subject: str = "",
+    owner_trust: dict[str, Any] | None = None,
+    development_owner_key: bool = False,
 ) -> dict[str, Any]:
     """Describe a bundle's chain and the outcome of its verification.
 
@@ -85,6 +89,9 @@ def build_report(
         policy_source: the auditor policy file that was applied, if any.
         subject: what the report is about when it is not the bundle folder itself
             (a registry reference such as ``vertex://.../models/ID@1``).
+        owner_trust: which trusted owner key verified the layout and where its trust
+            came from (:func:`chainproof.trust.describe_owner_trust`).
+        development_owner_key: the trust store records the owner key as a development key.
 
     Returns:
         The report document (JSON-safe).
@@ -145,16 +152,33 @@ def build_report(
         "policy": policy_source,
     }
     if result is not None:
+        dev_steps = result.development_key_steps
         doc.update(
             owner_keyid=result.owner_keyid,
             model_sha256=result.model_sha256 if result.model_files else None,
             model_files=result.model_files,
             checks=result.checks,
             attestations=result.attestations,
+            development_keys=bool(dev_steps) or development_owner_key,
+            development_key_steps=dev_steps,
+            development_owner_key=development_owner_key,
         )
+    if owner_trust:
+        doc["owner_trust"] = dict(owner_trust)
     if error is not None:
         doc["failure"] = _failure_facts(error)
+        # Everything that passed before the failure, in order.
+        doc["checks"] = list(getattr(error, "passed_checks", []) or [])
     return doc
+
+
+def _dev_note(doc: dict[str, Any]) -> str:
+    parts = []
+    if doc.get("development_key_steps"):
+        parts.append("steps " + ", ".join(doc["development_key_steps"]))
+    if doc.get("development_owner_key"):
+        parts.append("the owner key")
+    return "; ".join(parts)
 
 
 def render_text(doc: dict[str, Any]) -> str:
@@ -183,10 +207,18 @@ def render_text(doc: dict[str, Any]) -> str:
     console.print(table)
     # Plain lines, never wrapped: scripts read the last one.
     lines = [f"  {check}" for check in doc.get("checks", [])]
+    trust = doc.get("owner_trust") or {}
+    if trust:
+        lines.append(f"  owner key {str(trust.get('keyid', ''))[:16]}: {trust.get('source', '')}")
     if doc["verified"]:
-        lines.append(f"OK: {doc['subject']}: model sha256 {doc.get('model_sha256')} verified ({len(doc['steps'])} steps)")
+        dev = f"; verified with development keys ({_dev_note(doc)})" if doc.get("development_keys") else ""
+        lines.append(f"OK: {doc['subject']}: model sha256 {doc.get('model_sha256')} verified ({len(doc['steps'])} steps){dev}")
     elif failure:
-        lines.append(f"FAIL: {failure['message']}")
+        violations = failure.get("violations") or []
+        if len(violations) > 1:
+            lines += [f"  policy violation: {v}" for v in violations]
+        number = f"check ({failure['check']}) failed: " if failure.get("check") else ""
+        lines.append(f"FAIL: {number}{failure['message']}")
     else:
         lines.append("not verified (inspect only): run chainproof verify")
     return out.getvalue() + "\n".join(lines) + "\n"
@@ -196,6 +228,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 header{padding:18px 28px;color:#fff;font-size:20px;font-weight:600}
 header.pass{background:#1f7a3d} header.fail{background:#b3261e} header.unverified{background:#6b7280}
+header.dev{background:#b45309}
 header small{display:block;font-weight:400;font-size:13px;opacity:.9;margin-top:4px;word-break:break-all}
 main{padding:20px 28px}
 section{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:14px 18px;margin-bottom:18px}
@@ -207,6 +240,7 @@ tr.failed td{background:#fdecea}
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:11px;font-weight:600}
 .safe{background:#dcfce7;color:#166534}.unsafe{background:#fee2e2;color:#991b1b}.dev{background:#fef3c7;color:#92400e}
 .failure{border-color:#b3261e;background:#fdecea}
+.dev-warning{border-color:#b45309;background:#fef3c7}
 ul.checks{list-style:none;padding-left:4px}ul.checks li{margin:2px 0;font-size:13px}
 svg text{font-family:system-ui,sans-serif}
 .scroll{overflow-x:auto}
@@ -274,7 +308,10 @@ def render_html(doc: dict[str, Any]) -> str:
     """Render the report as one self-contained HTML page (inline CSS and SVG, no external assets)."""
     failure = doc.get("failure") or {}
     state = "pass" if doc["verified"] else ("fail" if failure else "unverified")
-    title = {"pass": "VERIFIED", "fail": "VERIFICATION FAILED", "unverified": "NOT VERIFIED (inspection only)"}[state]
+    if state == "pass" and doc.get("development_keys"):
+        state = "dev"
+    title = {"pass": "VERIFIED", "dev": "VERIFIED WITH DEVELOPMENT KEYS", "fail": "VERIFICATION FAILED",
+             "unverified": "NOT VERIFIED (inspection only)"}[state]
     esc = html.escape
     rows = []
     for s in doc["steps"]:
@@ -304,10 +341,29 @@ def render_html(doc: dict[str, Any]) -> str:
     failure_html = ""
     if failure:
         where = " · ".join(esc(str(failure[k])) for k in ("step", "artifact") if failure.get(k))
-        failure_html = (
-            f'<section class="failure" id="failure"><h2>What failed</h2><p><b>{esc(failure["message"])}</b></p>'
-            f"<p>{where}</p><p><small>{esc(failure['kind'])}</small></p></section>"
+        number = f'<p id="failed-check">check ({esc(str(failure["check"]))}) failed</p>' if failure.get("check") else ""
+        violations = failure.get("violations") or []
+        listed = (
+            '<ul id="violations">' + "".join(f"<li>{esc(v)}</li>" for v in violations) + "</ul>"
+            if len(violations) > 1 else ""
         )
+        failure_html = (
+            f'<section class="failure" id="failure"><h2>What failed</h2>{number}<p><b>{esc(failure["message"])}</b></p>'
+            f"{listed}<p>{where}</p><p><small>{esc(failure['kind'])}</small></p></section>"
+        )
+    dev_html = ""
+    if state == "dev":
+        dev_html = (
+            '<section class="dev-warning" id="development-keys"><h2>Verified with development keys</h2>'
+            f"<p>Signed with development keys ({esc(_dev_note(doc))}): fine for a local trial, not evidence "
+            "for production. <code>--require-production-keys</code> or the auditor policy "
+            "<code>allow_development_keys: false</code> make this a failure.</p></section>"
+        )
+    trust = doc.get("owner_trust") or {}
+    trust_html = (
+        f'<p id="owner-trust">owner key <span class="mono">{esc(str(trust.get("keyid", ""))[:16])}</span>: {esc(str(trust.get("source", "")))}</p>'
+        if trust else ""
+    )
     model = ""
     if doc.get("model_sha256"):
         model = f'<p>model sha256 <span class="mono">{esc(doc["model_sha256"])}</span> · owner key <span class="mono">{esc(str(doc.get("owner_keyid", ""))[:16])}</span></p>'
@@ -318,13 +374,13 @@ def render_html(doc: dict[str, Any]) -> str:
 <body>
 <header class="{state}" id="banner">{esc(title)}<small>{esc(doc['subject'])}</small></header>
 <main>
-{failure_html}
-<section><h2>Chain</h2>{model}<div class="scroll">{_graph_svg(doc)}</div></section>
+{failure_html}{dev_html}
+<section><h2>Chain</h2>{model}{trust_html}<div class="scroll">{_graph_svg(doc)}</div></section>
 <section><h2>Steps</h2><div class="scroll"><table>
 <tr><th>step</th><th>principal</th><th>key</th><th>image</th><th>materials</th><th>products</th><th>scan</th></tr>
 {''.join(rows)}
 </table></div></section>
-<section><h2>Checks that passed</h2><ul class="checks">{checks or '<li>none</li>'}</ul>
+<section><h2>Checks that passed</h2><ul class="checks" id="passed-checks">{checks or '<li>none</li>'}</ul>
 <p><small>attestations: {attest or 'none verified'} · layout expires {esc(doc['layout'].get('expires', ''))}{' · auditor policy ' + esc(doc['policy']) if doc.get('policy') else ''}</small></p></section>
 </main></body></html>
 """

@@ -31,11 +31,13 @@ from urllib.parse import quote, urlparse
 from chainproof.digests import check_sha256_hex
 from chainproof.errors import ChainproofError, InputError, PolicyViolation
 from chainproof.identity import IDENTITY_MODES, check_adc_file
-from chainproof._exec import CONFIG_INPUT
+from chainproof._exec import CONFIG_INPUT, escape_for_kfp_local
 from chainproof.policy import EXT_EXPECTED_PRINCIPALS, generate_layout, sign_layout
+from chainproof.redaction import Redactor, redact_text
 from chainproof.registry import LocalModelRegistry
 from chainproof.signing import KeyRing, TrustStore, add_roles, init_keys, load_public_key, load_signer, public_key_pem
 from chainproof.step import FAILURE_MARKER, IdentityPolicy, RunConfig
+from chainproof.trust import trust_run_owner_key
 from chainproof.verify import LAYOUT_FILE, VerificationResult, verify_bundle
 
 __all__ = [
@@ -102,9 +104,10 @@ class RunResult:
         model: the registered model folder.
         model_sha256: manifest digest of the model files.
         registered: the registry reference.
-        owner_key: the trusted owner public key file.
+        owner_key: the owner public key file.
         verification: the final verification of the registered bundle.
         log: the pipeline log file.
+        owner_trust: what happened to the owner key's trust (trusted now, already, or not).
     """
 
     run_dir: Path
@@ -115,6 +118,7 @@ class RunResult:
     owner_key: Path
     verification: VerificationResult
     log: Path
+    owner_trust: str = ""
 
     @property
     def verified(self) -> bool:
@@ -134,6 +138,7 @@ class RunResult:
             "log": str(self.log),
             "steps": [s.name for s in self.verification.steps],
             "metrics": self.metrics(),
+            "owner_trust": self.owner_trust,
         }
 
     def metrics(self) -> dict[str, Any]:
@@ -153,8 +158,10 @@ class _LogTap(io.TextIOBase):
     _END = re.compile(r"Task '?([A-Za-z0-9_-]+)'? finished with status (\w+)")
     _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-    def __init__(self, sink: io.TextIOBase, progress: Callable[[str, str], None] | None) -> None:
-        self._sink, self._progress, self._buffer = sink, progress, ""
+    def __init__(
+        self, sink: io.TextIOBase, progress: Callable[[str, str], None] | None, redact: Callable[[str], str] = redact_text
+    ) -> None:
+        self._sink, self._progress, self._buffer, self._redact = sink, progress, "", redact
         self.failures: list[str] = []
 
     def writable(self) -> bool:
@@ -162,12 +169,20 @@ class _LogTap(io.TextIOBase):
 
     def write(self, text: str) -> int:
         clean = self._ANSI.sub("", text)
-        self._sink.write(clean)
         self._buffer += clean
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
+            # Whole lines only, redacted: a URI split over two writes is still found.
+            line = self._redact(line)
+            self._sink.write(line + "\n")
             self._line(line)
         return len(text)
+
+    def finish(self) -> None:
+        """Write what remains of an unterminated last line (redacted)."""
+        if self._buffer:
+            self._sink.write(self._redact(self._buffer))
+            self._buffer = ""
 
     def _line(self, line: str) -> None:
         if FAILURE_MARKER in line:
@@ -200,15 +215,16 @@ def kfp_safe(text: str) -> str:
 
 
 def local_file_uri(path: Path) -> str:
-    """Return a ``file://`` URI for a local path, safe to pass as a kfp.local parameter.
+    """Return a ``file://`` URI for a local path (percent-encoded).
 
     Args:
         path: a local file or folder.
 
     Returns:
-        The percent-encoded URI (see :func:`kfp_safe`).
+        The URI. :func:`run_pipeline` passes every parameter through kfp.local's
+        rewriting of ``python3`` intact (see :func:`chainproof._exec.escape_for_kfp_local`).
     """
-    return "file://" + kfp_safe(quote(str(Path(path).absolute())))
+    return "file://" + quote(str(Path(path).absolute()))
 
 
 def _ensure_keys(keys_dir: Path, roles: list[str]) -> KeyRing:
@@ -313,8 +329,13 @@ def run_pipeline(
         check_adc_file(adc_credentials_file, allow_service_account_key=allow_service_account_key)
 
     workdir = workdir.absolute()
+    if "python3" in str(workdir):
+        # kfp.local rewrites "python3" everywhere in a task's command line, its output paths too.
+        raise InputError(f"--workdir {workdir}: kfp.local cannot run under a path that contains 'python3'; choose another")
     workdir.mkdir(parents=True, exist_ok=True)
     ring_roles = [r for r in ["owner", *step_names] if r not in chosen and not (r == "owner" and owner_signer)]
+    # Only a key this invocation creates is trusted: a keys/ folder that came with a clone is not.
+    owner_created_now = "owner" in ring_roles and not (workdir / "keys" / "keyring.json").exists()
     ring = _ensure_keys(workdir / "keys", ring_roles) if ring_roles else None
     references = {step: chosen.get(step) or ring.signer_reference(step) for step in step_names}  # type: ignore[union-attr]
     owner = load_signer(owner_signer or ring.signer_reference("owner"))  # type: ignore[union-attr]
@@ -334,7 +355,8 @@ def run_pipeline(
     layout_bytes = sign_layout(generate_layout(graph.steps, functionaries, extensions=extensions), owner)
     layout_path = run_dir / LAYOUT_FILE
     layout_path.write_bytes(layout_bytes)
-    TrustStore(trust_dir).add(owner.public_key)
+    owner_trust = trust_run_owner_key(TrustStore(trust_dir), owner.public_key, created_now=owner_created_now,
+                                      keys_dir=workdir / "keys" if not owner_signer else None)
     if owner_signer:
         owner_key_path = run_dir / "owner.pub"
         owner_key_path.write_text(public_key_pem(owner.public_key))
@@ -344,7 +366,7 @@ def run_pipeline(
     config = RunConfig(
         layout_uri=local_file_uri(layout_path),
         layout_sha256=hashlib.sha256(layout_bytes).hexdigest(),
-        signers={step: kfp_safe(ref) for step, ref in references.items()},
+        signers=dict(references),
         run=uuid.uuid4().hex,
         identity=IdentityPolicy(mode=identity, allow_service_account_key=allow_service_account_key),
         owner_public_key=public_key_pem(owner.public_key),
@@ -353,17 +375,24 @@ def run_pipeline(
     log_path = run_dir / "pipeline.log"
     pipeline_dir = run_dir / "pipeline"
     with open(log_path, "w", encoding="utf-8") as log:
-        tap = _LogTap(log, progress)  # type: ignore[arg-type]
+        # Credentials in any parameter (a pre-signed URI, a password) never reach the log.
+        secrets = [v for v in params.values() if isinstance(v, str) and v]
+        tap = _LogTap(log, progress, Redactor(secrets, encodings=[escape_for_kfp_local]))  # type: ignore[arg-type]
         with contextlib.redirect_stdout(tap):  # type: ignore[type-var]
             kfp.local.init(
                 runner=kfp.local.SubprocessRunner(use_venv=False),
                 pipeline_root=str(pipeline_dir),
                 raise_on_error=True,
             )
+            # kfp.local rewrites "python3" in parameter values (venv paths!): escape them for it.
+            values = {k: escape_for_kfp_local(v) if isinstance(v, str) else v for k, v in params.items()}
+            values[CONFIG_INPUT] = escape_for_kfp_local(config.to_json())
             try:
-                pipeline_func(**dict(params), **{CONFIG_INPUT: config.to_json()})
+                pipeline_func(**values)
             except RuntimeError as exc:
                 raise _failure(tap, exc, log_path) from None
+            finally:
+                tap.finish()
     roles = graph.graph["roles"]
     registers = [step.replace("_", "-") for step in step_names if roles.get(step) == "register"]
     reference = _registered_reference(pipeline_dir, registers)
@@ -386,6 +415,7 @@ def run_pipeline(
         owner_key=owner_key_path,
         verification=verification,
         log=log_path,
+        owner_trust=owner_trust,
     )
 
 
@@ -461,7 +491,8 @@ def run_reference_pipeline(
 
     Side effects:
         Creates development keys on the first run, writes under ``workdir``, adds the
-        owner key to ``trust_dir``, and runs each step in a subprocess.
+        owner key to ``trust_dir`` only when this invocation created it, and runs each
+        step in a subprocess.
     """
     from chainproof.pipelines import zero_trust_training
 
@@ -484,7 +515,7 @@ def run_reference_pipeline(
             source_uri = local_file_uri(local)
 
     params = {
-        "source_uri": kfp_safe(source_uri),
+        "source_uri": source_uri,
         "expected_sha256": pinned,
         "target_column": target_column,
         "model_name": model_name,

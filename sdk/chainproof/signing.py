@@ -50,6 +50,7 @@ __all__ = [
     "StepSigner",
     "TrustStore",
     "add_roles",
+    "TrustedKey",
     "init_keys",
     "kms_client",
     "kms_public_key",
@@ -563,13 +564,56 @@ def add_roles(ring: KeyRing, roles: Iterable[str]) -> KeyRing:
 
         shutil.rmtree(extra.directory, ignore_errors=True)
     return KeyRing(directory=ring.directory, roles={**ring.roles, **extra.roles}, development=ring.development)
+@dataclass(frozen=True)
+class TrustedKey:
+    """One trusted owner key and where its trust came from.
+
+    Attributes:
+        keyid: the securesystemslib key id (recomputed from the key itself).
+        key: the public key.
+        path: the ``KEYID.pub`` file.
+        source: what added it (``chainproof trust add owner.pub``, ``chainproof run: key created now``);
+            ``unrecorded`` for a key file that was put there by hand.
+        added_by: who added it (``user@host``), or empty when unrecorded.
+        added_at: when (UTC, ``YYYY-MM-DDTHH:MM:SSZ``), or empty when unrecorded.
+        development: whether the key is a development key (made by ``chainproof run``).
+    """
+
+    keyid: str
+    key: SSlibKey
+    path: Path
+    source: str
+    added_by: str = ""
+    added_at: str = ""
+    development: bool = False
+
+    def describe(self) -> str:
+        """Return one line saying where this key's trust came from."""
+        if self.source == "unrecorded":
+            return f"key {self.keyid[:16]} trusted by a file in the trust store ({self.path}), with no record of who added it"
+        dev = ", development key" if self.development else ""
+        return f"key {self.keyid[:16]} trusted since {self.added_at} by {self.added_by} ({self.source}{dev})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form (``trust list --format json``, reports)."""
+        return {
+            "keyid": self.keyid,
+            "path": str(self.path),
+            "source": self.source,
+            "added_by": self.added_by,
+            "added_at": self.added_at,
+            "development": self.development,
+        }
 
 
 class TrustStore:
     """A folder of trusted layout-owner public keys, one ``KEYID.pub`` file each.
 
     The owner key is the root of trust: it comes from here (or from the caller),
-    never from the bundle being verified.
+    never from the bundle being verified. Nothing is added as a side effect: each
+    key is added by an explicit act (``chainproof trust add``, ``keys init``, or a
+    ``chainproof run`` that created the key in that invocation), and a
+    ``KEYID.json`` record beside the key says which act, by whom and when.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -580,31 +624,108 @@ class TrustStore:
         """
         self.directory = Path(directory)
 
-    def add(self, key: SSlibKey) -> Path:
-        """Trust an owner key.
+    def add(
+        self, key: SSlibKey, *, source: str = "unspecified", added_by: str = "", development: bool = False
+    ) -> Path:
+        """Trust an owner key, recording where the trust came from.
 
         Args:
             key: the owner's public key.
+            source: what adds it (a command line, "chainproof run: key created now").
+            added_by: who adds it (``user@host``; default: the local user).
+            development: the key is a development key.
 
         Returns:
             The file it was stored in.
+
+        Side effects:
+            Writes ``KEYID.pub`` and ``KEYID.json`` in the folder (an existing record is kept).
         """
+        from chainproof.identity import local_principal
+
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{key.keyid}.pub"
+        record = self.directory / f"{key.keyid}.json"
+        if not record.exists():
+            doc = {
+                "keyid": str(key.keyid),
+                "source": source,
+                "added_by": added_by or local_principal().name,
+                "added_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "development": development,
+            }
+            tmp = record.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, record)
         if not path.exists():
             tmp = path.with_suffix(".tmp")
             tmp.write_text(public_key_pem(key))
             os.replace(tmp, path)
         return path
 
-    def keys(self) -> dict[str, SSlibKey]:
-        """Return the trusted keys by key id (keys whose file name lies are skipped)."""
-        found: dict[str, SSlibKey] = {}
+    def remove(self, keyid: str) -> TrustedKey:
+        """Stop trusting a key.
+
+        Args:
+            keyid: the full key id, or a unique prefix of at least 8 hex characters.
+
+        Returns:
+            The key that was removed.
+
+        Raises:
+            InputError: no trusted key has that id, or the prefix is ambiguous or too short.
+        """
+        entry = self.find(keyid)
+        entry.path.unlink()
+        (self.directory / f"{entry.keyid}.json").unlink(missing_ok=True)
+        return entry
+
+    def find(self, keyid: str) -> TrustedKey:
+        """Return the trusted key with this id (or unique prefix of 8+ hex characters).
+
+        Raises:
+            InputError: no such key, an ambiguous prefix, or a prefix under 8 characters.
+        """
+        if not re.fullmatch(r"[0-9a-f]{8,64}", keyid):
+            raise InputError(f"key id {keyid!r}: expected 8 to 64 lowercase hex characters")
+        matches = [e for e in self.entries() if e.keyid.startswith(keyid)]
+        if not matches:
+            raise InputError(f"key id {keyid}: not in the trust store {self.directory}")
+        if len(matches) > 1:
+            raise InputError(f"key id {keyid}: ambiguous, matches {', '.join(m.keyid[:16] for m in matches)}")
+        return matches[0]
+
+    def entries(self) -> list[TrustedKey]:
+        """Return every trusted key with its trust record (keys whose file name lies are skipped)."""
+        found: list[TrustedKey] = []
         if not self.directory.is_dir():
             return found
         for path in sorted(self.directory.glob("*.pub")):
             key = load_public_key(path)
             # The file name is a hint; the key id is recomputed from the key itself.
-            if path.stem == key.keyid:
-                found[str(key.keyid)] = key
+            if path.stem != key.keyid:
+                continue
+            doc: dict[str, Any] = {}
+            record = self.directory / f"{key.keyid}.json"
+            if record.is_file():
+                try:
+                    loaded = json.loads(record.read_text())
+                    doc = loaded if isinstance(loaded, dict) and loaded.get("keyid") == key.keyid else {}
+                except ValueError:
+                    doc = {}
+            found.append(
+                TrustedKey(
+                    keyid=str(key.keyid),
+                    key=key,
+                    path=path,
+                    source=str(doc.get("source") or "unrecorded"),
+                    added_by=str(doc.get("added_by", "")),
+                    added_at=str(doc.get("added_at", "")),
+                    development=bool(doc.get("development", False)),
+                )
+            )
         return found
+
+    def keys(self) -> dict[str, SSlibKey]:
+        """Return the trusted keys by key id (keys whose file name lies are skipped)."""
+        return {e.keyid: e.key for e in self.entries()}

@@ -36,7 +36,7 @@ from chainproof.digests import check_sha256_hex, digest_tree, manifest_digest, s
 from chainproof.errors import ArtifactRefused, ChainError, InputError
 from chainproof.identity import Principal
 from chainproof.policy import RUN_ID, layout_extensions
-from chainproof.registry import ModelRegistry, registry_for
+from chainproof.registry import ModelRegistry, registry_for, registry_identity
 from chainproof.scan import Allowlist, TabularSchema, scan_csv, scan_path, summarize
 from chainproof.signing import public_key_from_pem
 from chainproof.step import FAILURE_MARKER, IdentityPolicy, StepContext, open_step, report_step_failure
@@ -199,6 +199,7 @@ def ingest_work(
     limits: FetchLimits = FetchLimits(),
     options: FetchOptions = FetchOptions(),
     layout_uri: str = "",
+    publisher_policy: Any = None,
 ) -> dict[str, Any]:
     """Fetch the pinned source into ``dataset``, verify and scan it (the work of :func:`secure_ingest`).
 
@@ -216,6 +217,9 @@ def ingest_work(
         limits: bytes per object and objects per folder.
         options: retry policy and endpoints.
         layout_uri: recorded in the link.
+        publisher_policy: a :class:`chainproof.publisher.PublisherPolicy` (key, certificate
+            chain or keyless Sigstore, verified offline); the publisher's identity is recorded
+            in the link (``parameters.publisher``), and its ``ignore`` names are left out.
 
     Returns:
         Artifact metadata (uri with generation, sha256, size, scan verdict, run).
@@ -235,7 +239,7 @@ def ingest_work(
         raise InputError(f"output_prefix {output_prefix!r}: expected a plain name such as 'dataset' or 'model'")
     expected = check_sha256_hex(expected_sha256, what=f"{ctx.step} expected_sha256") if expected_sha256.strip() else None
     publisher = public_key_from_pem(publisher_public_key, what="publisher_public_key") if publisher_public_key.strip() else None
-    if expected is None and publisher is None:
+    if expected is None and publisher is None and publisher_policy is None:
         raise InputError(f"{redact_uri(source_uri)}: an expected sha256 (or a publisher public key) is mandatory")
     if RUN_ID not in ctx.products:
         ctx.add_evidence(RUN_ID, {"run": uuid.uuid4().hex, "layout_sha256": ctx.layout_sha256, "created": utc_now()})
@@ -245,17 +249,20 @@ def ingest_work(
     exclude: frozenset[str] = frozenset()
     signature_sha256 = ""
     quarantine = ctx.private_dir() / "publisher"
-    if publisher is not None:
+    publisher_record: dict[str, Any] = {}
+    if publisher is not None or publisher_policy is not None:
+        if publisher_policy is not None:
+            exclude = frozenset(publisher_policy.ignore)
         if not signature_uri and is_folder_uri(source_uri):
             # The publisher's signature sits in the folder it signs: it is evidence, not a model file.
-            exclude = frozenset({"model.sig"})
+            exclude = exclude | {"model.sig"}
         sig_uri = signature_uri or (source_uri.rstrip("/") + "/model.sig" if is_folder_uri(source_uri) else "")
         if not sig_uri:
             raise InputError(f"{redact_uri(source_uri)}: a publisher key needs a signature_uri for a single-file source")
         sig = fetch(sig_uri, dest_dir=quarantine, expected_sha256=None, name="model.sig", limits=limits, options=options)
         signature_sha256 = sig.sha256
 
-        def check(quarantined: Path, _sig: Path = sig.path, _key: SSlibKey = publisher) -> None:
+        def check(quarantined: Path, _sig: Path = sig.path, _key: SSlibKey | None = publisher) -> None:
             # Verified while still in quarantine: a bad signature releases nothing.
             # model-signing skips .git* paths by default, so such files would be
             # released as "publisher-verified" without being signed: refuse them.
@@ -263,7 +270,12 @@ def ingest_work(
             for name in names:
                 if any(part.startswith(".git") for part in name.split("/")):
                     raise ArtifactRefused(f"{output_prefix}/{name}", "not covered by the publisher's signature (model-signing ignores .git* paths)")
-            verify_model_signature(quarantined, _sig, _key)
+            if publisher_policy is not None:
+                from chainproof.publisher import verify_publisher_signature
+
+                publisher_record.update(verify_publisher_signature(quarantined, _sig, publisher_policy))
+            if _key is not None:
+                verify_model_signature(quarantined, _sig, _key)
 
     staging = dataset / ".fetch"
     if is_folder_uri(source_uri):
@@ -295,6 +307,7 @@ def ingest_work(
         "expected_sha256": expected or "",
         "publisher_keyid": str(publisher.keyid) if publisher is not None else "",
         "publisher_signature_sha256": signature_sha256,
+        **({"publisher": publisher_record} if publisher_policy is not None else {}),
         "allowlist_extensions": list(allowlist.extensions),
         "tabular_schema_sha256": hashlib.sha256(tabular_schema.encode()).hexdigest() if tabular_schema.strip() else "",
         "layout_uri": redact_uri(layout_uri),
@@ -333,6 +346,7 @@ def secure_ingest(
     identity: str = "local",
     allow_service_account_key: bool = False,
     principal: Principal | None = None,
+    publisher_policy: Any = None,
 ) -> StepOutcome:
     """Fetch the pinned source into quarantine, verify and scan it, and start the chain.
 
@@ -365,6 +379,9 @@ def secure_ingest(
             Default Credentials: workload identity; key files refused).
         allow_service_account_key: accept a service-account key file (recorded in the link).
         principal: the resolved identity, when the caller already has it (overrides ``identity``).
+        publisher_policy: a :class:`chainproof.publisher.PublisherPolicy` (key, certificate
+            chain or keyless Sigstore, verified offline); the publisher's identity is recorded
+            in the link (``parameters.publisher``), and its ``ignore`` names are left out.
 
     Returns:
         The link written and the artifact metadata (uri with generation, sha256, size,
@@ -388,7 +405,7 @@ def secure_ingest(
             ctx, source_uri=source_uri, expected_sha256=expected_sha256, dataset=ctx.output(Path(dataset_dir)),
             output_prefix=output_prefix, publisher_public_key=publisher_public_key, signature_uri=signature_uri,
             allowlist_extra=allowlist_extra, tabular_schema=tabular_schema, limits=limits, options=options,
-            layout_uri=layout_uri,
+            layout_uri=layout_uri, publisher_policy=publisher_policy,
         )
         link = ctx.sign()
     return StepOutcome(step=step, link=Path(chain_dir) / LINKS_DIR / link.name, metadata=metadata)
@@ -891,6 +908,7 @@ def register_work(
         "model": {"location": pending.model_location, "sha256": verified.model_sha256, "files": dict(files)},
         "evidence": {"location": pending.bundle_location, "verified_bundle_sha256": gate_bundle},
         "run": _run_id(ctx.chain),
+        "registry": registry_identity(registry, pending),
     }
     ctx.chain = staging
     ctx.add_evidence("registry/entry.json", entry)

@@ -42,6 +42,7 @@ from chainproof.errors import (
     ChainError,
     DigestMismatch,
     InputError,
+    VerificationError,
     LayoutError,
     PolicyViolation,
     SignatureError,
@@ -147,6 +148,16 @@ class VerificationResult:
         """One digest for the whole model: the manifest digest of its files."""
         return manifest_digest(self.model_files)
 
+    @property
+    def development_key_steps(self) -> list[str]:
+        """The steps whose link says they were signed with a development key."""
+        out = []
+        for record in self.steps:
+            signer = record.environment.get("signer") or {}
+            if isinstance(signer, dict) and signer.get("development"):
+                out.append(record.name)
+        return out
+
     def step(self, name: str) -> StepRecord:
         """Return a verified step by name.
 
@@ -179,6 +190,8 @@ class VerificationResult:
             ],
             "checks": self.checks,
             "attestations": self.attestations,
+            "development_keys": bool(self.development_key_steps),
+            "development_key_steps": self.development_key_steps,
         }
 
 
@@ -654,6 +667,8 @@ def verify_model_evidence(
     model_path: Path,
     *,
     prefix: str = "model",
+    progress: Any = None,
+    checks: list[str] | None = None,
 ) -> tuple[dict[str, str], list[str], dict[str, str]]:
     """(9)-(12) Check the delivered model against the chain and its attestations.
 
@@ -663,6 +678,8 @@ def verify_model_evidence(
         records: the verified steps.
         model_path: the delivered model folder.
         prefix: the model files' logical prefix (the training step's output name).
+        progress: an object whose ``number`` is set to the check being run (for reports).
+        checks: a list to append each passed check to as it passes (default: a new one).
 
     Returns:
         The model files (logical name to SHA-256), the checks that passed, and the
@@ -674,8 +691,14 @@ def verify_model_evidence(
     """
     from chainproof.attest import load_statement, verify_model_signature
 
-    checks: list[str] = []
+    checks = [] if checks is None else checks
+
+    def at(number: str) -> None:
+        if progress is not None:
+            progress.number = number
+
     attestations: dict[str, str] = {}
+    at("9")
     if not model_path.is_dir():
         raise ArtifactRefused(str(model_path), "model folder does not exist")
     # (9) The delivered model is exactly the model the chain attests.
@@ -687,11 +710,13 @@ def verify_model_evidence(
     for record in records.values():
         if "attestations/model.sig" in record.products:
             # (10) The OpenSSF Model Signing signature verifies with its step's key.
+            at("10")
             verify_model_signature(model_path, bundle / "attestations" / "model.sig", _layout_key(layout, record.keyid))
             checks.append(f"(10) attestations/model.sig verifies over the model with {record.name}'s key")
             attestations["oms"] = "attestations/model.sig"
         if "attestations/provenance.json" in record.products:
             # (11) The SLSA provenance is signed by its step and its subject is the model.
+            at("11")
             what = "attestations/provenance.json"
             statement = load_statement(
                 (bundle / what).read_bytes(), key=_layout_key(layout, record.keyid), what=what
@@ -703,6 +728,7 @@ def verify_model_evidence(
             attestations["slsa"] = what
         if "attestations/vsa.json" in record.products:
             # (12) The verification summary says PASSED, for this model and this layout.
+            at("12")
             what = "attestations/vsa.json"
             statement = load_statement(
                 (bundle / what).read_bytes(), key=_layout_key(layout, record.keyid), what=what
@@ -794,19 +820,80 @@ def verify_bundle(
     bundle = Path(bundle_dir)
     if not bundle.is_dir():
         raise InputError(f"{bundle}: not a bundle folder")
+    if not (bundle / LAYOUT_FILE).is_file():
+        raise InputError(f"{bundle}: no {LAYOUT_FILE}; not an evidence bundle")
     checks: list[str] = []
+    progress = _Progress(checks)
+    try:
+        return _verify_bundle(bundle, trusted_owner_keys, model_dir, policy, options, checks, progress)
+    except VerificationError as exc:
+        annotate_failure(exc, passed=checks, number=progress.number)
+        raise
 
+
+class _Progress:
+    """The number of the check being run, for the report of a failure."""
+
+    def __init__(self, checks: list[str]) -> None:
+        self.checks, self.number = checks, "1"
+
+
+def annotate_failure(exc: BaseException, *, passed: list[str], number: str) -> None:
+    """Record on a verification error which checks passed before it and which check failed.
+
+    Reports read ``passed_checks`` and ``failed_check``; a policy failure also lists the
+    policy's own passed constraints. An error annotated by an inner verification keeps
+    the inner check number.
+
+    Args:
+        exc: the error.
+        passed: the checks that passed, in order.
+        number: the failed check's number as in ``docs/verification.md``.
+    """
+    if not hasattr(exc, "failed_check"):
+        exc.failed_check = number  # type: ignore[attr-defined]
+    extra = list(getattr(exc, "passed", []) or [])
+    exc.passed_checks = [*passed, *[c for c in extra if c not in passed]]  # type: ignore[attr-defined]
+
+
+def _verify_bundle(
+    bundle: Path,
+    trusted_owner_keys: Mapping[str, SSlibKey],
+    model_dir: str | Path | None,
+    policy: _Policy | None,
+    options: VerifyOptions,
+    checks: list[str],
+    progress: _Progress,
+) -> VerificationResult:
     # (1) The layout parses and is within limits.
     layout_bytes = _read_limited(bundle / LAYOUT_FILE, options.max_metadata_bytes, LAYOUT_FILE)
     envelope, layout = load_layout(layout_bytes)
     checks.append(f"(1) {LAYOUT_FILE} is a DSSE-signed in-toto layout with {len(layout.steps)} steps")
 
     # (2) A trusted owner key signed it. keys/owner.pub in the bundle is never consulted.
+    progress.number = "2"
     owner_keyid = verify_layout_signature(envelope, trusted_owner_keys)
     checks.append(f"(2) layout signed by trusted owner key {owner_keyid[:16]}")
 
     # (3)-(7) in-toto: expiry, links, signatures, rules; and the steps' order.
-    records = verify_chain_links(layout, bundle / LINKS_DIR, options=options)
+    progress.number = "3-7"
+    try:
+        records = verify_chain_links(layout, bundle / LINKS_DIR, options=options)
+    except LayoutError as exc:
+        progress.number = "3"
+        raise exc
+    except ChainError as exc:
+        reason = exc.reason
+        progress.number = (
+            "7" if "out of order" in reason
+            else "5" if reason.startswith("materials") or "link is for step" in reason
+            else "6" if reason.startswith("products")
+            else "4"
+        )
+        raise exc
+    except ArtifactRefused as exc:
+        progress.number = "4"
+        raise exc
     checks.append(f"(3) layout valid until {layout.expires}")
     checks.append(f"(4) {len(records)} links signed by their steps' functionary keys")
     checks.append("(5) every material matches the product of the step that made it")
@@ -814,10 +901,12 @@ def verify_bundle(
     checks.append("(7) the steps' links were recorded in the layout's order")
 
     # (8) The evidence the bundle carries is the evidence the links attest.
+    progress.number = "8"
     evidence = verify_bundled_evidence(bundle, records)
     checks.append(f"(8) {len(evidence)} evidence files match their attested digests")
 
     # (9)-(12) The delivered model, its signature, provenance and verification summary.
+    progress.number = "9"
     if model_dir is None:
         index = read_bundle_index(bundle)
         model = index.get("model")
@@ -832,10 +921,12 @@ def verify_bundle(
     from chainproof.policy import layout_extensions
 
     prefix = str(layout_extensions(layout).get("model_prefix") or "model")
-    delivered, model_checks, attestations = verify_model_evidence(bundle, layout, records, model_path, prefix=prefix)
-    checks += model_checks
+    delivered, _, attestations = verify_model_evidence(
+        bundle, layout, records, model_path, prefix=prefix, progress=progress, checks=checks
+    )
 
     # (13) Each step ran as the principal the layout pins, and without a key file.
+    progress.number = "13"
     checks += check_identity_policy(layout, records)
 
     result = VerificationResult(
@@ -847,6 +938,7 @@ def verify_bundle(
         attestations=attestations,
     )
     # (14) The auditor's own constraints, beyond the owner's layout.
+    progress.number = "14"
     if policy is not None:
         result.checks.extend(policy.verify(result, bundle))
     return result

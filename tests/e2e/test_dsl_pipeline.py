@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp import compiler
 from kfp.dsl import Dataset, Input, Output
 
 from chainproof import dsl
-from chainproof.components import components_for_image, secure_ingest
+from chainproof.components import secure_ingest
 from chainproof.errors import ChainError, InputError
 from chainproof.runner import StepFailed, run_pipeline
 from chainproof.verify import verify_bundle

@@ -45,6 +45,9 @@ class FakeKms:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.unauthenticated: list[str] = []
         self.expected_token = expected_token
+        # Response fields to corrupt in transit (tests of the client's CRC32C checks):
+        # "signature_crc32c", "verified_digest_crc32c", "pem_crc32c".
+        self.corrupt: set[str] = set()
 
     def add_key(self, name: str) -> str:
         """Create a P-256 key version under ``name``; return the name."""
@@ -76,7 +79,8 @@ class FakeKms:
         self._key(request.name, context)
         self.calls[("GetPublicKey", request.name)] += 1
         pem = self.public_pem(request.name)
-        return kms_v1.PublicKey(pem=pem, pem_crc32c=_crc(pem.encode()), algorithm=P256, name=request.name)
+        crc = _crc(pem.encode()) ^ (1 if "pem_crc32c" in self.corrupt else 0)
+        return kms_v1.PublicKey(pem=pem, pem_crc32c=crc, algorithm=P256, name=request.name)
 
     def asymmetric_sign(
         self, request: kms_v1.AsymmetricSignRequest, context: grpc.ServicerContext
@@ -92,8 +96,8 @@ class FakeKms:
         signature = key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
         return kms_v1.AsymmetricSignResponse(
             signature=signature,
-            signature_crc32c=_crc(signature),
-            verified_digest_crc32c="digest_crc32c" in request,
+            signature_crc32c=_crc(signature) ^ (1 if "signature_crc32c" in self.corrupt else 0),
+            verified_digest_crc32c="digest_crc32c" in request and "verified_digest_crc32c" not in self.corrupt,
             name=request.name,
         )
 

@@ -247,3 +247,18 @@ def test_s3_public_object_over_anonymous_https_with_version(tls, tmp_path):
     assert path == "/public-bucket/datasets/train.bin?versionId=v123"
     assert got.pinned_uri == "s3://public-bucket/datasets/train.bin#v123"
     assert got.sha256 == PAYLOAD_SHA
+
+
+def test_gcs_source_whose_path_holds_the_interpreter_name_fetches_the_right_object(bucket, emulator, tmp_path,
+                                                                                   monkeypatch):
+    # kfp.local rewrites "python3" in every parameter value; the object name must arrive intact.
+    from chainproof.runner import SAMPLE, run_reference_pipeline
+
+    bucket.blob("python3/data/breast_cancer.csv").upload_from_filename(str(SAMPLE.path()))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emulator[0]}:{emulator[1]}")
+    result = run_reference_pipeline(workdir=tmp_path / "work", trust_dir=tmp_path / "trust",
+                                    data=f"gs://{bucket.name}/python3/data/breast_cancer.csv",
+                                    sha256=SAMPLE.sha256, target="malignant")
+    ingest = result.verification.step("secure_ingest")
+    assert ingest.products["dataset/breast_cancer.csv"] == SAMPLE.sha256
+    assert ingest.environment["parameters"]["source_uri"].startswith(f"gs://{bucket.name}/python3/data/breast_cancer.csv")
