@@ -424,17 +424,32 @@ def _tree_attack(model: Any, table: _Table, y: Any, clean: Any, *, settings: Att
     from sklearn.tree import DecisionTreeClassifier
 
     name = "DecisionTreeAttack (ART)"
-    if not isinstance(model, DecisionTreeClassifier):
+    tree = model
+    if table.spec.categorical:
+        return {"attack": name, "applicable": False, "reason": "the model has categorical inputs"}
+    full = np.asarray(table.assemble(table.num), dtype=np.float64)
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list) and steps and isinstance(steps[-1][1], DecisionTreeClassifier):
+        # A Pipeline ending in a tree (the built-in trainer's): the attack applies when its
+        # preprocessing leaves this sample unchanged (imputation of finite data), so the
+        # tree's thresholds are thresholds on the model's own inputs.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                seen = np.asarray(model[:-1].transform(table.assemble(table.num)), dtype=np.float64)
+            except (TypeError, ValueError):
+                seen = None
+        if seen is not None and seen.shape == full.shape and np.array_equal(seen, full):
+            tree = steps[-1][1]
+    if not isinstance(tree, DecisionTreeClassifier):
         return {
             "attack": name,
             "applicable": False,
-            "reason": f"{type(model).__name__} is not a bare scikit-learn decision tree "
-            "(ART's tree attack needs one; its tree-ensemble verifier needs inputs scaled to [0, 1])",
+            "reason": f"{_model_name(model)} is not a scikit-learn decision tree (or a Pipeline whose "
+            "preprocessing leaves the sample unchanged, ending in one); ART's tree attack needs one, "
+            "its tree-ensemble verifier needs inputs scaled to [0, 1]",
         }
-    if table.spec.categorical:
-        return {"attack": name, "applicable": False, "reason": "the model has categorical inputs"}
     evasion, classification = _quiet_art()
-    full = np.asarray(table.assemble(table.num), dtype=np.float64)
     if table.frame:
         columns = list(table.base.columns)
         positions = [columns.index(c) for c in table.spec.numeric]
@@ -442,7 +457,7 @@ def _tree_attack(model: Any, table: _Table, y: Any, clean: Any, *, settings: Att
         positions = list(table.spec.numeric)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a tree fit on a DataFrame warns about feature names
-        estimator = classification.SklearnClassifier(model=model)
+        estimator = classification.SklearnClassifier(model=tree)
         adv_full = evasion.DecisionTreeAttack(estimator, verbose=False).generate(full.astype(np.float32))
     adv = adv_full.astype(np.float64)[:, positions]
     adv_labels = np.asarray(model.predict(table.assemble(adv)))

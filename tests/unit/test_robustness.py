@@ -298,3 +298,21 @@ def test_gate_passes_exactly_when_the_condition_holds(value, bound, op, spaced):
 def test_gate_never_passes_a_nan_metric(op, bound):
     with pytest.raises(RobustnessBelowThreshold):
         check_robustness({"metrics": {"m": float("nan")}}, {"m": f"{op} {bound!r}"})
+
+
+def test_tree_attack_reaches_a_tree_behind_preprocessing_that_changes_nothing(noisy_data):
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x_train, y_train, x_test, y_test = noisy_data
+    settings = AttackSettings(max_attack_rows=2)
+    imputed = make_pipeline(SimpleImputer(), DecisionTreeClassifier(random_state=0)).fit(x_train, y_train)
+    report = evaluate_robustness(imputed, x_test, y_test, sample_size=40, settings=settings)
+    assert report["evasion"]["tree"]["applicable"] is True
+    assert report["evasion"]["tree"]["rows_evaded"] > 0
+    # Scaling moves the thresholds away from the inputs: the tree attack does not apply.
+    scaled = make_pipeline(StandardScaler(), DecisionTreeClassifier(random_state=0)).fit(x_train, y_train)
+    report = evaluate_robustness(scaled, x_test, y_test, sample_size=40, settings=settings)
+    assert report["evasion"]["tree"]["applicable"] is False
+    assert "Pipeline(StandardScaler, DecisionTreeClassifier)" in report["evasion"]["tree"]["reason"]
