@@ -37,6 +37,7 @@ attack short: the clock is checked between rows, and a truncated attack says so
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -564,6 +565,7 @@ def evaluate_robustness(
     sample_size: int = 200,
     seed: int = 0,
     settings: AttackSettings = AttackSettings(),
+    eps: float | None = None,
     time_limit_s: float = 60.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
@@ -578,6 +580,7 @@ def evaluate_robustness(
         sample_size: rows drawn (without replacement, seeded) from ``x``.
         seed: the seed of the sample, the attacks and the perturbations.
         settings: the evasion budget and the perturbations' strength.
+        eps: the evasion budget, overriding ``settings.eps`` (L2, in standard deviations).
         time_limit_s: wall-clock budget of the evaluation; the attack checks it between rows,
             keeping back the time the perturbations after it will take.
         clock: the clock the budget is read from (a seam for tests of truncation).
@@ -594,6 +597,8 @@ def evaluate_robustness(
     import numpy as np
 
     started = clock()
+    if eps is not None:
+        settings = dataclasses.replace(settings, eps=eps)
     if not hasattr(model, "predict"):
         raise InputError(f"model: {type(model).__name__} has no predict method")
     if not isinstance(sample_size, int) or sample_size < 2:

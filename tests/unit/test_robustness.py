@@ -185,6 +185,8 @@ def test_bad_inputs_are_one_line_input_errors(noisy_data):
         evaluate_robustness(model, bad, y_test, sample_size=300)
     with pytest.raises(InputError, match="eps"):
         AttackSettings(eps=float("nan"))
+    with pytest.raises(InputError, match="eps"):
+        evaluate_robustness(model, x_test, y_test, eps=-1.0)
     with pytest.raises(InputError, match="not a robustness|expected a report"):
         load_report(b'{"schema": "other"}')
 
