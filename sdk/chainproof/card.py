@@ -1,12 +1,16 @@
 """The model card: filled from the verified chain, signed over the model, checked against the chain.
 
 Example:
-    >>> from chainproof.card import build_card, sign_card, verify_card  # doctest: +SKIP
-    >>> result = verify_bundle(bundle, trusted_owner_keys=keys)
-    >>> card = build_card(result, bundle)
-    >>> envelope = sign_card(card, result=result, signer=load_signer("file:keys/sign_and_attest.pem"))
-    >>> verify_card(envelope, result, bundle, trusted_keys={signer.keyid: signer.public_key})
-    >>> print(render_card_markdown(card))
+    >>> from chainproof.card import CARD_PREDICATE, card_schema
+    >>> card_schema()["title"], CARD_PREDICATE
+    ('Model Card', 'https://chainproof.dev/model-card/v1')
+
+    With a bundle and its verification (``verify_bundle``)::
+
+        card = build_card(result, bundle)
+        envelope = sign_card(card, result=result, signer=load_signer("file:keys/sign_and_attest.pem"))
+        verify_card(envelope, result, bundle, trusted_keys=layout_card_keys(bundle))
+        print(render_card_markdown(card))
 
 A model card not bound to the model's digest is prose. This one is an in-toto
 Statement v1 whose subject is the model files (the same names and digests the
