@@ -556,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainproof import _cli_ingest
 
     _cli_ingest.add_parser(sub)
+    from chainproof import supply_cli
+
+    supply_cli.add_parsers(sub)
     _conventions(parser)
     return parser
 

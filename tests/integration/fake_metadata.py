@@ -33,6 +33,8 @@ class FakeMetadataServer:
     token: str = field(default_factory=lambda: "ya29.FAKE-METADATA-TOKEN-" + secrets.token_hex(12))
     requests: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    # Other instance/ paths answered verbatim (e.g. "machine-type": "projects/1/machineTypes/n2d-standard-4").
+    instance: dict[str, str] = field(default_factory=dict)
 
     def identity_token(self, audience: str) -> str:
         """A JWT-shaped identity token for ``audience`` (its signature is not real)."""
@@ -107,6 +109,8 @@ class FakeMetadataServer:
                         self._send(200, state.identity_token(query["audience"][0]))
                     else:
                         self._send(404, "not found")
+                elif rest.startswith("instance/") and rest[len("instance/"):] in state.instance:
+                    self._send(200, state.instance[rest[len("instance/"):]])
                 else:
                     self._send(404, "not found")
 
