@@ -307,3 +307,22 @@ def test_cli_refuses_the_card_of_a_tampered_bundle(registered, capsys):
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
     assert err.startswith("FAIL: metrics/metrics.json") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda st: st["predicate"]["evidence"]["reports/robustness.json"].update(sha256="0" * 64), "evidence"),
+        (lambda st: st["predicate"]["evidence"].pop("reports/robustness.json"), "robustness_differs"),
+        (lambda st: st["predicate"]["modelCard"]["quantitative_analysis"]["performance_metrics"].append(
+            {"type": "fairness", "value": "1.0", "slice": "trust me"}), "metrics_differ"),
+        (lambda st: st.update(predicateType="https://chainproof.dev/other/v1"), "wrong_predicate"),
+        (lambda st: st["predicate"]["modelCard"].update(extra={}), "schema"),
+    ],
+    ids=["evidence-digest", "omits-robustness", "figure-from-nowhere", "predicate", "schema"],
+)
+def test_rejects_properly_signed_cards_that_misstate_the_evidence(card, chain, edit, reason):
+    envelope = sign_card(card, result=chain.result, signer=chain.signer)
+    with pytest.raises(CardRejected) as refused:
+        verify_card(_resign(envelope, chain, edit), chain.result, chain.bundle, chain.trusted)
+    assert refused.value.reason == reason, str(refused.value)
