@@ -26,6 +26,7 @@ from typing import Any
 
 from chainproof.artifact_types import VertexModel
 from chainproof.components._image import COMPONENT_IMAGE
+from chainproof.components.evaluate_robustness import evaluate_robustness
 from chainproof.components.register_model import register_model
 from chainproof.components.secure_ingest import secure_ingest, secure_ingest_model
 from chainproof.components.sign_and_attest import sign_and_attest
@@ -38,6 +39,7 @@ __all__ = [
     "VertexModel",
     "components_for_image",
     "default_components",
+    "evaluate_robustness",
     "register_model",
     "secure_ingest",
     "secure_ingest_model",

@@ -5,6 +5,7 @@ Example:
     $ chainproof verify chainproof-work/registry/models/chainproof-model/1/bundle
     $ chainproof inspect chainproof-work/registry/models/chainproof-model/1/bundle
     $ chainproof scan chainproof-work/registry/models/chainproof-model/1/model
+    $ chainproof card local://chainproof-model@1 --format md
     $ chainproof compile --image europe-docker.pkg.dev/P/R/chainproof@sha256:DIGEST -o pipeline.yaml
     $ chainproof submit --project P --region europe-west4 --pipeline-root gs://B/runs \\
           --service-account trainer@P.iam.gserviceaccount.com --owner-signer file:keys/owner.pem \\
@@ -550,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainproof.scan import cli as scan_cli
 
     scan_cli.add_parser(sub)
+    from chainproof import card as card_cli
+
+    card_cli.add_parser(sub)
     from chainproof import _cli_trust
 
     _cli_trust.add_parsers(sub, trust_dir=default_trust_dir, common=[])

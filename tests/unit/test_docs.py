@@ -10,7 +10,8 @@ import pytest
 from chainproof import components
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ["secure_ingest", "secure_ingest_model", "train_model", "sign_and_attest", "verify_chain", "register_model"]
+NAMES = ["secure_ingest", "secure_ingest_model", "train_model", "sign_and_attest", "verify_chain", "register_model",
+         "evaluate_robustness"]
 
 
 @pytest.mark.parametrize("name", NAMES)
