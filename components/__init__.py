@@ -61,6 +61,7 @@ class ComponentSet:
     secure_ingest: Any
     secure_ingest_model: Any
     train_model: Any
+    evaluate_robustness: Any
     sign_and_attest: Any
     verify_chain: Any
     register_model: Any
@@ -70,6 +71,7 @@ _DEFAULTS = {
     "secure_ingest": secure_ingest,
     "secure_ingest_model": secure_ingest_model,
     "train_model": train_model,
+    "evaluate_robustness": evaluate_robustness,
     "sign_and_attest": sign_and_attest,
     "verify_chain": verify_chain,
     "register_model": register_model,

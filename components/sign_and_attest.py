@@ -10,6 +10,7 @@ from chainproof.dsl import component
 def sign_and_attest(
     model: Input[Model],
     evidence: Output[Artifact],
+    evaluation: Input[Artifact] = None,
     builder_id: str = "",
     pipeline_template_sha256: str = "",
     component_image: str = "",
@@ -19,6 +20,7 @@ def sign_and_attest(
     Args:
         model: The model folder from the training step.
         evidence: attestations/model.sig and attestations/provenance.json.
+        evaluation: The reports of an evaluation step (evaluate_robustness), verified and bound into the chain before signing.
         builder_id: The SLSA builder id (default: the runner's).
         pipeline_template_sha256: SHA-256 of the compiled pipeline template, when known.
         component_image: The component image reference with its digest, when known.
@@ -30,7 +32,7 @@ def sign_and_attest(
 
     ctx = current_step()
     settings = ctx.settings
-    files = {k: v for k, v in ctx.materials.items() if not k.startswith("run/")}
+    files = {k: v for k, v in ctx.materials.items() if k.startswith(steps.model_prefix(ctx) + "/")}
     steps.sign_work(
         ctx,
         model=Path(model.path),

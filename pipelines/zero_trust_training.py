@@ -1,7 +1,7 @@
 """The reference zero-trust training pipeline, written with :mod:`chainproof.dsl`.
 
-ingest (digest-pinned) → train → sign and attest → verify the chain (gate) →
-register. Every step verifies what it receives against the link of the step that
+ingest (digest-pinned) → train → robustness (evasion and perturbations) → sign and
+attest → verify the chain (gate) → register. Every step verifies what it receives against the link of the step that
 made it and signs its own in-toto link; the evidence travels beside the artifacts.
 
 ``zero_trust_training`` uses the module-level components (for ``kfp.local``);
@@ -51,6 +51,10 @@ def build_zero_trust_training(components: ComponentSet) -> Any:
         max_metrics: str = "",
         drop: str = "",
         task: str = "classification",
+        robustness_min_metrics: str = "",
+        robustness_max_metrics: str = "",
+        robustness_sample_size: int = 100,
+        robustness_attack_rows: int = 8,
     ) -> str:
         """Ingest, train, sign, verify and register a model with an in-toto attestation at every step.
 
@@ -70,6 +74,10 @@ def build_zero_trust_training(components: ComponentSet) -> Any:
             max_metrics: Maximum metric values the gate enforces (rmse<=3.5,...).
             drop: Columns that are not features (identifiers), comma-separated.
             task: classification, regression or auto.
+            robustness_min_metrics: Robustness minimums the model must reach (accuracy_under_attack>=0.6,...).
+            robustness_max_metrics: Robustness maximums (flip_rate_noise<=0.1,...).
+            robustness_sample_size: Held-out rows the robustness step evaluates.
+            robustness_attack_rows: Rows the black-box evasion attack (HopSkipJump) attacks.
 
         Returns:
             The registered model reference.
@@ -91,7 +99,18 @@ def build_zero_trust_training(components: ComponentSet) -> Any:
             drop=drop,
             task=task,
         )
-        attest = c.sign_and_attest(model=train.outputs["model"])
+        robustness = c.evaluate_robustness(
+            model=train.outputs["model"],
+            dataset=ingest.outputs["dataset"],
+            target_column=target_column,
+            min_metrics=robustness_min_metrics,
+            max_metrics=robustness_max_metrics,
+            test_size=test_size,
+            random_state=random_state,
+            sample_size=robustness_sample_size,
+            max_attack_rows=robustness_attack_rows,
+        )
+        attest = c.sign_and_attest(model=train.outputs["model"], evaluation=robustness.outputs["reports"])
         gate = c.verify_chain(
             model=train.outputs["model"],
             attestations=attest.outputs["evidence"],

@@ -38,6 +38,8 @@ HIDDEN_INPUTS = (CONFIG_INPUT, STEP_INPUT, ROLE_INPUT)
 SIDECAR_SUFFIX = ".chainproof"
 
 _EVIDENCE_PREFIXES = ("attestations/", "reports/")
+#: Output names whose files are evidence the bundle carries (see chainproof.verify.BUNDLED_PREFIXES).
+_BUNDLED = ("attestations/", "reports/")
 
 #: kfp.local rewrites every ``python3`` in a task's command line, parameter values
 #: included (kfp 2.17, ``replace_python_executable``). Its runner hex-encodes string
@@ -187,7 +189,14 @@ def _outputs(ctx: StepContext, artifacts: Mapping[str, Any], kinds: Mapping[str,
             else:
                 if not path.exists():
                     raise ArtifactRefused(name, f"step {ctx.step}: the component did not write its output {path}")
-                ctx.add_products(path, name)
+                made = ctx.add_products(path, name)
+                if f"{name}/" in _BUNDLED:
+                    # reports/..., attestations/...: evidence that travels in the bundle too.
+                    for logical in made:
+                        target = ctx.chain / logical
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        source = path if path.is_file() else path / logical.split("/", 1)[1]
+                        shutil.copyfile(source, target)
 
 
 def _clean(artifacts: Mapping[str, Any]) -> None:

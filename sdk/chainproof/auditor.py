@@ -328,9 +328,9 @@ POLICY_SCHEMA: dict[str, Any] = {
             "type": "array",
             "minItems": 1,
             "uniqueItems": True,
-            "description": "a non-empty list of attestation kinds (oms, slsa, vsa, sbom, vulns)",
-            "items": {"enum": ["oms", "slsa", "vsa", "sbom", "vulns"],
-                      "description": "an attestation kind: oms, slsa, vsa, sbom or vulns"},
+            "description": "a non-empty list of attestation kinds (oms, slsa, vsa, sbom, vulns, card)",
+            "items": {"enum": ["oms", "slsa", "vsa", "sbom", "vulns", "card"],
+                      "description": "an attestation kind: oms, slsa, vsa, sbom, vulns or card"},
         },
         "max_severity": {
             "enum": ["none", "low", "medium", "high", "critical"],

@@ -421,7 +421,8 @@ def _step_spec(
                      ["CREATE", "attestations/*"]]
     elif role == "gate":
         products += [["REQUIRE", "attestations/vsa.json"], ["REQUIRE", "reports/scan-model.json"],
-                     ["CREATE", "attestations/vsa.json"], ["CREATE", "reports/*"]]
+                     ["REQUIRE", "attestations/model-card.json"], ["CREATE", "attestations/vsa.json"],
+                     ["CREATE", "attestations/model-card.json"], ["CREATE", "reports/*"]]
     elif role == "register":
         products += [["REQUIRE", "registry/entry.json"], ["CREATE", "registry/entry.json"]]
     materials.append(["DISALLOW", "*"])

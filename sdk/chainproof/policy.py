@@ -159,6 +159,7 @@ REFERENCE_STEPS: tuple[StepSpec, ...] = (
             ["REQUIRE", "attestations/vsa.json"],
             ["REQUIRE", "reports/scan-model.json"],
             ["CREATE", "attestations/vsa.json"],
+            ["CREATE", "attestations/model-card.json"],
             ["CREATE", "reports/*"],
             ["DISALLOW", "*"],
         ],

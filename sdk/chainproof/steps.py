@@ -762,6 +762,18 @@ def _check_metric_thresholds(ctx: StepContext, min_metrics: str, max_metrics: st
     return checks
 
 
+def _model_card(ctx: StepContext, files: Mapping[str, str], checks: list[str]) -> None:
+    """Fill the model card from the chain the gate verified, and sign it over the model files."""
+    from chainproof.card import build_card, sign_card
+    from chainproof.verify import CARD_PRODUCT
+
+    verified = VerificationResult(layout_sha256=ctx.layout_sha256, owner_keyid="", steps=list(ctx.records.values()),
+                                  model_files=dict(files), checks=list(checks))
+    card = build_card(verified, ctx.chain)
+    ctx.add_evidence(CARD_PRODUCT, sign_card(card, result=verified, signer=ctx.signer))
+    checks.append(f"{CARD_PRODUCT}: a Model Card Toolkit v0.0.2 card filled from this chain, signed over the model")
+
+
 def gate_work(
     ctx: StepContext,
     *,
@@ -796,6 +808,7 @@ def gate_work(
     _refuse_unsafe(scan, "model")
     checks.append(f"model scan: {scan['files']} files {scan['verdict']} (allowlist v{allowlist.describe().get('version')})")
     checks += _check_metric_thresholds(ctx, min_metrics, max_metrics)
+    _model_card(ctx, files, checks)
     links = sorted((ctx.chain / LINKS_DIR).glob("*.link"))
     predicate = {
         "verifier": {"id": "https://chainproof.dev/verifiers/verify_chain", "version": {"chainproof": __version__}},

@@ -81,6 +81,8 @@ BUNDLED_PREFIXES = ("run/", "attestations/", "reports/", "metrics/", "registry/"
 _NOT_EVIDENCE = {LAYOUT_FILE, BUNDLE_INDEX}
 
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
+#: The gate's signed model card (chainproof.card), when the chain carries one.
+CARD_PRODUCT = "attestations/model-card.json"
 SLSA_VSA = "https://slsa.dev/verification_summary/v1"
 
 
@@ -963,6 +965,17 @@ def _verify_bundle(
         checks=checks,
         attestations=attestations,
     )
+    # (19) The model card, when the chain carries one: signed by the step that made it, about
+    # this very model and chain, its figures equal to the attested reports.
+    card_step = next((r for r in records.values() if CARD_PRODUCT in r.products), None)
+    if card_step is not None:
+        progress.number = "19"
+        from chainproof.card import verify_card
+
+        verify_card((bundle / CARD_PRODUCT).read_bytes(), result, bundle,
+                    {card_step.keyid: _layout_key(layout, card_step.keyid)})
+        result.checks.append(f"(19) {CARD_PRODUCT} by {card_step.name}: about this model, its figures the attested ones")
+        result.attestations["card"] = CARD_PRODUCT
     # (14) The auditor's own constraints, beyond the owner's layout.
     progress.number = "14"
     if policy is not None:
