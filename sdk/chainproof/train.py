@@ -44,8 +44,10 @@ classifier trained on it has about one example per class. Both conditions are ne
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
+import operator
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -223,6 +225,16 @@ class _Column:
         self.text, self.chunks, self.missing, self.first_missing = True, [], 0, None
         self.first_nonfinite, self.distinct, self.reread = None, {}, False
 
+    def add_numbers(self, values: Any, chunk: Sequence[Sequence[str]], lines: Sequence[int]) -> None:
+        """Take a chunk this column parsed as numbers (every cell present); note the first non-finite one."""
+        import numpy as np
+
+        finite = np.isfinite(values)
+        if self.first_nonfinite is None and not finite.all():
+            i = int(np.argmin(finite))
+            self.first_nonfinite = (lines[i], chunk[i][self.index])
+        self.chunks.append(values)
+
     def add(self, cells: Sequence[str], lines: Sequence[int], *, artifact: str) -> None:
         import numpy as np
 
@@ -320,25 +332,26 @@ def _read_table(
     """
     artifact = path.name
     try:
-        records = iter(_records(path))
-        first = next(records, None)
-        if first is None:
-            raise InputError(f"{artifact}: empty CSV (no header)")
-        header = first[1]
-        _check_header(artifact, header)
-        columns = {n: _Column(n, header.index(n), t) for n, t in keep(header).items()}
-        count = _read_chunks(records, list(columns.values()), artifact=artifact, width=len(header),
-                             max_rows=max_rows, chunk_rows=chunk_rows)
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next((row for row in reader if row), None)
+            if header is None:
+                raise InputError(f"{artifact}: empty CSV (no header)")
+            _check_header(artifact, header)
+            columns = {n: _Column(n, header.index(n), t) for n, t in keep(header).items()}
+            count = _read_chunks(reader, list(columns.values()), artifact=artifact, width=len(header),
+                                 max_rows=max_rows, chunk_rows=chunk_rows)
         again = [c for c in columns.values() if c.reread]
         if again:
             # Columns that turned out categorical after chunks of numbers: read their text again.
             for col in again:
                 col.reset_as_text()
-            records = iter(_records(path))
-            next(records, None)
-            if _read_chunks(records, again, artifact=artifact, width=len(header),
-                            max_rows=max_rows, chunk_rows=chunk_rows) != count:
-                raise InputError(f"{artifact}: changed while it was read")
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f)
+                next((row for row in reader if row), None)
+                if _read_chunks(reader, again, artifact=artifact, width=len(header),
+                                max_rows=max_rows, chunk_rows=chunk_rows) != count:
+                    raise InputError(f"{artifact}: changed while it was read")
     except UnicodeDecodeError as exc:
         raise InputError(f"{artifact}: not UTF-8 text (byte {exc.start})") from exc
     except csv.Error as exc:
@@ -347,7 +360,7 @@ def _read_table(
 
 
 def _read_chunks(
-    records: Iterable[tuple[int, list[str]]],
+    reader: Any,
     columns: list[_Column],
     *,
     artifact: str,
@@ -358,27 +371,49 @@ def _read_chunks(
     count = 0
     chunk: list[list[str]] = []
     lines: list[int] = []
-
-    def flush() -> None:
-        if chunk:
-            cells = list(zip(*chunk))
-            for col in columns:
-                col.add(cells[col.index], lines, artifact=artifact)
-        chunk.clear()
-        lines.clear()
-
-    for line, row in records:
+    append, line_of = chunk.append, lines.append
+    for row in reader:
         if len(row) != width:
-            raise InputError(f"{artifact}: line {line} has {len(row)} fields, expected {width}")
-        count += 1
-        if count > max_rows:
-            raise InputError(f"{artifact}: more than {max_rows} rows (the limit)")
-        chunk.append(row)
-        lines.append(line)
+            if not row:
+                continue
+            raise InputError(f"{artifact}: line {reader.line_num} has {len(row)} fields, expected {width}")
+        append(row)
+        line_of(reader.line_num)
         if len(chunk) >= chunk_rows:
-            flush()
-    flush()
+            count += len(chunk)
+            if count > max_rows:
+                raise InputError(f"{artifact}: more than {max_rows} rows (the limit)")
+            _flush(chunk, lines, columns, artifact=artifact)
+    count += len(chunk)
+    if count > max_rows:
+        raise InputError(f"{artifact}: more than {max_rows} rows (the limit)")
+    _flush(chunk, lines, columns, artifact=artifact)
     return count
+
+
+def _flush(chunk: list[list[str]], lines: list[int], columns: list[_Column], *, artifact: str) -> None:
+    import numpy as np
+
+    if not chunk:
+        return
+    numeric = [c for c in columns if not c.text]
+    rest = [c for c in columns if c.text]
+    if numeric:
+        # Fast path: every numeric column of the chunk parsed in one pass (Python's float, in C).
+        n, k = len(chunk), len(numeric)
+        pick = operator.itemgetter(*(c.index for c in numeric))
+        cells = map(pick, chunk) if k == 1 else itertools.chain.from_iterable(map(pick, chunk))
+        try:
+            block = np.fromiter(map(float, cells), dtype=np.float64, count=n * k).reshape(n, k)
+        except ValueError:
+            rest = columns
+        else:
+            for j, col in enumerate(numeric):
+                col.add_numbers(block[:, j].copy(), chunk, lines)
+    for col in rest:
+        col.add([row[col.index] for row in chunk], lines, artifact=artifact)
+    chunk.clear()
+    lines.clear()
 
 
 def _check_header(artifact: str, header: list[str]) -> None:
@@ -515,6 +550,7 @@ def _estimator(name: str, task: str, params: dict[str, Any]) -> Any:
 
 
 def _pipeline(estimator: str, model: Any, kinds: list[str]) -> Any:
+    import numpy as np
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -525,7 +561,9 @@ def _pipeline(estimator: str, model: Any, kinds: list[str]) -> Any:
     dense = estimator in _DENSE
     parts: list[tuple[str, Any, list[int]]] = []
     if numeric:
-        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+        # Fitted with numpy's median (strategy="median" goes through masked arrays: 7 s against
+        # 0.5 s on 750k rows x 10); _as_median_imputer makes it strategy="median" after the fit.
+        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy=np.median))]
         if estimator in _LINEAR:
             steps.append(("scale", StandardScaler()))
         parts.append(("numeric", Pipeline(steps), numeric))
@@ -536,6 +574,24 @@ def _pipeline(estimator: str, model: Any, kinds: list[str]) -> Any:
         ]), categorical))
     pre = ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0 if dense else 0.3)
     return Pipeline([("preprocess", pre), ("model", model)])
+
+
+def _as_median_imputer(pipeline: Any) -> None:
+    """Make the fitted numeric imputer the plain ``SimpleImputer(strategy="median")`` it is.
+
+    Its ``statistics_`` are the column medians either way; saved with the callable, the
+    model would name ``numpy.median`` in its pickle, which no model scanner should have to
+    accept. Transforming reads only ``statistics_``.
+    """
+    import numpy as np
+
+    pre = pipeline.named_steps["preprocess"]
+    # Both the fitted transformers and the unfitted ones the ColumnTransformer keeps as its parameter.
+    for name, transformer, _ in [*pre.transformers_, *pre.transformers]:
+        if name == "numeric":
+            imputer = transformer.named_steps["impute"]
+            if imputer.strategy is np.median:
+                imputer.strategy = "median"
 
 
 def _matrix(columns: list[Any], kinds: list[str]) -> Any:
@@ -674,6 +730,7 @@ def train_table(
         pipeline.fit(x_train, y_train)
     except ValueError as exc:
         raise InputError(f"{estimator}: cannot fit {artifact} ({str(exc).splitlines()[0][:200]})") from exc
+    _as_median_imputer(pipeline)
     metrics: dict[str, Any] = {
         "task": resolved,
         "estimator": estimator,

@@ -353,3 +353,27 @@ def test_reading_in_chunks_gives_the_same_columns(table, chunk_rows):
         for name in header:
             cells = [r[header.index(name)] for r in rows]
             assert whole[name][0] == (_expected_type(cells) == "categorical")
+
+
+@settings(max_examples=40, deadline=None)
+@given(columns=st.lists(
+    st.lists(st.one_of(st.floats(-1e9, 1e9, allow_nan=False), st.just(math.nan)), min_size=12, max_size=12)
+    .filter(lambda c: any(not math.isnan(v) for v in c)),
+    min_size=1, max_size=4))
+def test_the_saved_imputer_is_sklearns_median_imputer(columns):
+    """Differential: fitted with numpy's median for speed, saved as SimpleImputer(strategy="median") with its values."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.tree import DecisionTreeClassifier
+
+    from chainproof.train import _as_median_imputer, _pipeline
+
+    x = np.column_stack(columns)
+    y = np.arange(12) % 2
+    model = _pipeline("decision_tree", DecisionTreeClassifier(random_state=0), ["numeric"] * x.shape[1]).fit(x, y)
+    _as_median_imputer(model)
+    ours = model.named_steps["preprocess"].named_transformers_["numeric"].named_steps["impute"]
+    theirs = SimpleImputer(strategy="median").fit(x)
+    assert ours.get_params() == theirs.get_params()
+    assert ours.statistics_.tolist() == theirs.statistics_.tolist()
+    assert np.array_equal(ours.transform(x), theirs.transform(x))
+    assert "median" == model.named_steps["preprocess"].transformers[0][1].named_steps["impute"].strategy
