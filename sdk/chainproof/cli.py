@@ -481,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an OSV advisory folder: the run records a vulnerability scan of its environment (vulns/v0.2)")
     run.add_argument("--min-metric", action="append", metavar="NAME>=VALUE",
                      help="a metric the model must reach, signed into the layout (repeatable; e.g. roc_auc>=0.8)")
+    run.add_argument("--robustness-min-metric", action="append", metavar="NAME>=VALUE",
+                     help="a robustness figure the model must reach (repeatable; e.g. accuracy_under_attack>=0.6)")
+    run.add_argument("--robustness-max-metric", action="append", metavar="NAME<=VALUE",
+                     help="a robustness figure the model must not exceed (repeatable; e.g. flip_rate_noise<=0.1)")
     run.add_argument("--max-metric", action="append", metavar="NAME<=VALUE",
                      help="a metric the model must not exceed (repeatable; e.g. rmse<=3.5)")
     run.add_argument("--identity", choices=["local", "gcp"], default="local",

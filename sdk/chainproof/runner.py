@@ -452,6 +452,8 @@ def run_reference_pipeline(
     min_metrics: str = "",
     max_metrics: str = "",
     advisories: str = "",
+    robustness_min_metrics: str = "",
+    robustness_max_metrics: str = "",
 ) -> RunResult:
     """Run the reference pipeline locally and verify what it registered.
 
@@ -483,6 +485,8 @@ def run_reference_pipeline(
         min_metrics: metric minimums the gate enforces (``roc_auc>=0.8``), signed into the layout.
         max_metrics: metric maximums (``rmse<=3``), signed into the layout.
         advisories: an OSV advisory folder the environment is scanned against.
+        robustness_min_metrics: robustness minimums (``accuracy_under_attack>=0.6``).
+        robustness_max_metrics: robustness maximums (``flip_rate_noise<=0.1``).
 
     Returns:
         The verified run.
@@ -530,6 +534,8 @@ def run_reference_pipeline(
         "tabular_schema": tabular_schema,
         "drop": drop,
         "task": task,
+        "robustness_min_metrics": robustness_min_metrics,
+        "robustness_max_metrics": robustness_max_metrics,
     }
     extensions = dict(layout_extensions or {})
     if min_metrics.strip() or max_metrics.strip():

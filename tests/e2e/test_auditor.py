@@ -72,7 +72,9 @@ def test_slsa_provenance_verifies_with_standard_dsse_and_parses_as_in_toto_state
     names = {d["name"] for d in build["resolvedDependencies"]}
     assert {"chainproof", "layout", "dataset/breast_cancer.csv"} <= names
     assert doc["predicate"]["runDetails"]["metadata"]["invocationId"]
-    assert doc["subject"] == [{"name": "model/model.joblib", "digest": {"sha256": doc["subject"][0]["digest"]["sha256"]}}]
+    # The subject is exactly the model files: the joblib Pipeline and its feature contract.
+    assert sorted(item["name"] for item in doc["subject"]) == ["model/features.json", "model/model.joblib"]
+    assert all(len(item["digest"]["sha256"]) == 64 for item in doc["subject"])
     # Integers stay integers (the attestation bindings turn them into floats; we emit JSON).
     assert isinstance(build["externalParameters"]["train.random_state"], int)
 

@@ -45,9 +45,9 @@ def _resign_link(bundle: Path, step: str, signer_ref: str) -> Path:
 def test_accepts_the_untampered_bundle(registered):
     result = verify_bundle(registered.bundle, trusted_owner_keys=registered.owner_keys)
     assert [s.name for s in result.steps] == [
-        "secure_ingest", "train_model", "sign_and_attest", "verify_chain", "register_model"
+        "secure_ingest", "train_model", "evaluate_robustness", "sign_and_attest", "verify_chain", "register_model"
     ]
-    assert set(result.model_files) == {"model/model.joblib"}
+    assert set(result.model_files) == {"model/model.joblib", "model/features.json"}
     assert any(c.startswith("(11)") for c in result.checks)
 
 

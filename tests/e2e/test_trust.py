@@ -179,7 +179,7 @@ def test_rejects_a_verification_summary_that_names_another_model(registered):
     digest = sha256_file(path)
     _rerecord(registered, "verify_chain", lambda link: link.products.__setitem__("attestations/vsa.json", {"sha256": digest}))
     _rerecord(registered, "register_model", lambda link: link.materials.__setitem__("attestations/vsa.json", {"sha256": digest}))
-    with pytest.raises(DigestMismatch, match=r"model/model\.joblib \(attested by attestations/vsa\.json\)") as err:
+    with pytest.raises(DigestMismatch, match=r"model/(model\.joblib|features\.json) \(attested by attestations/vsa\.json\)") as err:
         _verify(registered)
     assert err.value.failed_check == "12"
 
