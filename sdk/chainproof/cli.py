@@ -56,10 +56,10 @@ def _print_json(doc: Any) -> None:
 
 
 def _cmd_keys_init(args: argparse.Namespace) -> int:
-    from chainproof.policy import step_names
+    from chainproof.policy import REFERENCE_PIPELINE_STEPS
     from chainproof.signing import TrustStore, init_keys, load_public_key
 
-    roles = ["owner", *step_names()]
+    roles = ["owner", *REFERENCE_PIPELINE_STEPS]
     ring = init_keys(Path(args.directory), roles=roles, development=args.development)
     # keys init created this owner key just now: trusting it is the explicit act it asks for.
     TrustStore(default_trust_dir()).add(

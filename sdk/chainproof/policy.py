@@ -41,6 +41,7 @@ __all__ = [
     "EXT_ALLOW_SERVICE_ACCOUNT_KEYS",
     "EXT_EXPECTED_PRINCIPALS",
     "EXT_PIPELINE",
+    "REFERENCE_PIPELINE_STEPS",
     "REFERENCE_STEPS",
     "RUN_ID",
     "StepSpec",
@@ -158,6 +159,7 @@ REFERENCE_STEPS: tuple[StepSpec, ...] = (
         [
             ["REQUIRE", "attestations/vsa.json"],
             ["REQUIRE", "reports/scan-model.json"],
+            ["REQUIRE", "attestations/model-card.json"],
             ["CREATE", "attestations/vsa.json"],
             ["CREATE", "attestations/model-card.json"],
             ["CREATE", "reports/*"],
@@ -172,12 +174,27 @@ REFERENCE_STEPS: tuple[StepSpec, ...] = (
             _match(RUN_ID, _INGEST),
             _match("model/*", _TRAIN),
             _match("attestations/vsa.json", _GATE),
+            _match("attestations/model-card.json", _GATE),
             _match("attestations/*", _SIGN),
             ["DISALLOW", "*"],
         ],
         [["REQUIRE", "registry/entry.json"], ["CREATE", "registry/entry.json"], ["DISALLOW", "*"]],
         "Register the verified model with a pointer to its evidence.",
     ),
+)
+
+
+#: The steps of the reference pipeline (``chainproof.pipelines``), in order: the explicit-chain
+#: steps above plus the robustness evaluation between training and signing, whose layout
+#: :func:`chainproof.dsl.derive_graph` derives from the pipeline itself. ``keys init``
+#: creates one key for each.
+REFERENCE_PIPELINE_STEPS: tuple[str, ...] = (
+    _INGEST,
+    _TRAIN,
+    "evaluate_robustness",
+    _SIGN,
+    _GATE,
+    _REGISTER,
 )
 
 

@@ -486,6 +486,10 @@ def _tree_attack(model: Any, table: _Table, y: Any, clean: Any, *, settings: Att
 
 
 def _outcome(y: Any, clean: Any, perturbed: Any, clean_accuracy: float) -> dict[str, Any]:
+    import numpy as np
+
+    if clean_accuracy != clean_accuracy:  # NaN: a regression model (see _regression_outcome)
+        return _regression_outcome(y, clean, np.asarray(perturbed, dtype=np.float64))
     accuracy = float((perturbed == y).mean())
     return {
         "accuracy": _r(accuracy),
@@ -494,12 +498,32 @@ def _outcome(y: Any, clean: Any, perturbed: Any, clean_accuracy: float) -> dict[
     }
 
 
+def _rmse(y: Any, predicted: Any) -> float:
+    import numpy as np
+
+    return float(np.sqrt(np.mean((np.asarray(predicted, dtype=np.float64) - np.asarray(y, dtype=np.float64)) ** 2)))
+
+
+def _regression_outcome(y: Any, clean: Any, perturbed: Any) -> dict[str, Any]:
+    """A regressor's outcome: its error and how far its predictions moved (in target SDs)."""
+    import numpy as np
+
+    clean_rmse, rmse = _rmse(y, clean), _rmse(y, perturbed)
+    scale = float(np.std(np.asarray(y, dtype=np.float64))) or 1.0
+    return {
+        "rmse": _r(rmse),
+        "rmse_increase": _r(rmse - clean_rmse),
+        "relative_change": _r(float(np.mean(np.abs(perturbed - np.asarray(clean, dtype=np.float64)))) / scale),
+    }
+
+
 def _perturbations(
-    model: Any, table: _Table, y: Any, clean: Any, *, settings: AttackSettings, seeds: Any
+    model: Any, table: _Table, y: Any, clean: Any, *, settings: AttackSettings, seeds: Any, regression: bool = False
 ) -> dict[str, Any]:
     import numpy as np
 
-    clean_accuracy = float((clean == y).mean())
+    # NaN marks a regressor for _outcome: its outcomes are errors and prediction shifts.
+    clean_accuracy = float("nan") if regression else float((clean == y).mean())
     sd = table.num.std(axis=0)
     out: dict[str, Any] = {}
 
@@ -626,6 +650,9 @@ def evaluate_robustness(
     # The budget covers the whole evaluation: keep back what the perturbations and the
     # tree attack will cost after the attack (about five predictions of the sample).
     reserve = 5 * (clock() - before)
+    if _is_regressor(model):
+        return _regression_report(model, table, y_s, clean, n=n, seed=seed, settings=settings,
+                                  seeds=seeds, time_limit_s=time_limit_s)
     classes = np.asarray(getattr(model, "classes_", np.unique(np.concatenate([y_s, clean]))))
     if len(classes) < 2:
         raise InputError("model: fewer than two classes")
@@ -774,6 +801,52 @@ def load_report(data: bytes, *, what: str = REPORT_NAME) -> dict[str, Any]:
 # The pipeline step's work: a model folder and its verified training table
 
 
+def _is_regressor(model: Any) -> bool:
+    from sklearn.base import is_regressor
+
+    return bool(is_regressor(model)) and not hasattr(model, "classes_")
+
+
+def _regression_report(
+    model: Any, table: _Table, y: Any, clean: Any, *, n: int, seed: int, settings: AttackSettings,
+    seeds: Any, time_limit_s: float,
+) -> dict[str, Any]:
+    """The report of a regressor: the perturbations' error increase and prediction shift.
+
+    ART's evasion attacks (HopSkipJump, the decision-tree attack) are defined for
+    classifiers; for a regressor they are reported as not applicable, with the reason,
+    and a threshold on their metrics fails closed as an absent metric.
+    """
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float64)
+    perturbations = _perturbations(model, table, y, clean, settings=settings, seeds=seeds, regression=True)
+    metrics: dict[str, float] = {"rmse_clean": _r(_rmse(y, clean))}
+    for key, short in (("gaussian_noise", "noise"), ("missing_values", "missing"), ("category_flips", "category")):
+        section = perturbations[key]
+        if "rmse_increase" in section:
+            metrics[f"rmse_increase_{short}"] = section["rmse_increase"]
+            metrics[f"relative_change_{short}"] = section["relative_change"]
+    reason = "a regression model: ART's evasion attacks here are defined for classifiers"
+    return {
+        "schema": ROBUSTNESS_SCHEMA,
+        "model": {"type": _model_name(model), "task": "regression"},
+        "sample": {
+            "rows": len(table),
+            "of": n,
+            "seed": seed,
+            "numeric_features": len(table.spec.numeric),
+            "categorical_features": len(table.spec.categorical),
+        },
+        "time_limit_s": time_limit_s,
+        "truncated": False,
+        "metrics": metrics,
+        "evasion": {"hopskipjump": {"applicable": False, "reason": reason},
+                    "tree": {"applicable": False, "reason": reason}},
+        "perturbations": perturbations,
+    }
+
+
 def evaluate_model_dir(
     model_dir: str | Path,
     dataset_csv: str | Path,
@@ -847,11 +920,20 @@ def evaluate_model_dir(
     model = joblib.load(model_dir / "model.joblib")
     x = prepare_rows(records, features=features)
     labels = [r[target_column] for r in records]
-    lookup = {str(c): c for c in getattr(model, "classes_", [])}
-    y = np.asarray([lookup.get(v, v) for v in labels], dtype=object if not lookup else None)
     index = np.arange(len(records))
-    _, counts = np.unique(np.asarray(labels), return_counts=True)
-    stratify = np.asarray(labels) if counts.min() >= 2 else None
+    stratify = None
+    if _is_regressor(model):
+        try:
+            y = np.asarray([float(v) for v in labels], dtype=np.float64)
+        except ValueError as exc:
+            raise InputError(f"{dataset_csv.name}: target column {target_column!r} of a regression model "
+                             f"is not numeric ({exc})") from exc
+    else:
+        # The trainer's split: stratified by class where every class has two rows.
+        lookup = {str(c): c for c in getattr(model, "classes_", [])}
+        y = np.asarray([lookup.get(v, v) for v in labels], dtype=object if not lookup else None)
+        _, counts = np.unique(np.asarray(labels), return_counts=True)
+        stratify = np.asarray(labels) if counts.min() >= 2 else None
     try:
         _, test = train_test_split(index, test_size=test_size, random_state=random_state, stratify=stratify)
     except ValueError:

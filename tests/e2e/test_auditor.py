@@ -15,7 +15,7 @@ from in_toto.models.metadata import Envelope
 from chainproof.attest import load_link, sign_statement, write_link
 from chainproof.auditor import AuditorPolicy
 from chainproof.errors import ArtifactRefused, ChainError, DigestMismatch, InputError, LayoutError, PolicyViolation
-from chainproof.policy import REFERENCE_STEPS, sign_layout
+from chainproof.policy import REFERENCE_PIPELINE_STEPS, REFERENCE_STEPS, sign_layout
 from chainproof.report import build_report, render_html, render_text
 from chainproof.signing import load_public_key, load_signer
 from chainproof.verify import SLSA_PROVENANCE, SLSA_VSA, load_layout, verify_bundle
@@ -277,8 +277,9 @@ def test_reports_for_people_and_machines(registered):
     result = _verify(registered)
     doc = build_report(registered.bundle, result=result)
     assert doc["verified"] is True and doc["attestations"] == {
-        "oms": "attestations/model.sig", "slsa": "attestations/provenance.json", "vsa": "attestations/vsa.json"}
-    assert {s["name"] for s in doc["steps"]} == {s.name for s in REFERENCE_STEPS}
+        "oms": "attestations/model.sig", "slsa": "attestations/provenance.json", "vsa": "attestations/vsa.json",
+        "sbom": "attestations/sbom.json", "card": "attestations/model-card.json"}
+    assert [s["name"] for s in doc["steps"]] == list(REFERENCE_PIPELINE_STEPS)
     assert all(s["principal"] and s["keyid"] for s in doc["steps"])
     assert doc["steps"][0]["scan_verdicts"] == {"reports/scan-ingest.json": "safe"}
     text = render_text(doc)

@@ -14,6 +14,7 @@ from chainproof.attest import load_link, sign_statement
 from chainproof.auditor import AuditorPolicy
 from chainproof.cli import main
 from chainproof.errors import ArtifactRefused, ChainError, DigestMismatch, PolicyViolations
+from chainproof.policy import REFERENCE_PIPELINE_STEPS
 from chainproof.signing import TrustStore, init_keys, load_signer
 from chainproof.verify import SLSA_VSA, VerifyOptions, load_layout, verify_bundle, verify_chain_links
 
@@ -88,7 +89,7 @@ def test_development_keys_are_named_in_every_verdict(registered, tmp_path, capsy
     assert main([*args, "--format", "json"]) == 0
     doc = _json_out(capsys)
     assert doc["verified"] is True and doc["development_keys"] is True
-    assert doc["development_key_steps"] == ["secure_ingest", "train_model", "sign_and_attest", "verify_chain", "register_model"]
+    assert doc["development_key_steps"] == list(REFERENCE_PIPELINE_STEPS)
     assert main(args) == 0
     assert "verified with development keys" in capsys.readouterr().out.strip().splitlines()[-1]
     assert main([*args, "--format", "html", "-o", str(tmp_path / "r.html")]) == 0
@@ -186,14 +187,14 @@ def test_rejects_a_verification_summary_that_names_another_model(registered):
 
 def test_verifier_size_limits(registered):
     _, layout = load_layout((registered.bundle / "root.layout").read_bytes())
-    with pytest.raises(ArtifactRefused, match=r"5 links is over the limit of 4"):
+    with pytest.raises(ArtifactRefused, match=rf"{len(REFERENCE_PIPELINE_STEPS)} links is over the limit of 4"):
         verify_chain_links(layout, registered.bundle / "links", options=VerifyOptions(max_links=4))
     with pytest.raises(ArtifactRefused, match=r"root.layout: \d+ bytes is over the 1000-byte limit"):
         _verify(registered, options=VerifyOptions(max_metadata_bytes=1000))
     smallest = min(p.stat().st_size for p in (registered.bundle / "links").iterdir())
     with pytest.raises(ArtifactRefused, match=rf"\.link: \d+ bytes is over the {smallest - 1}-byte limit"):
         verify_chain_links(layout, registered.bundle / "links", options=VerifyOptions(max_metadata_bytes=smallest - 1))
-    assert _verify(registered, options=VerifyOptions(max_links=5)).steps
+    assert _verify(registered, options=VerifyOptions(max_links=len(REFERENCE_PIPELINE_STEPS))).steps
 
 
 # --- CLI conventions ---------------------------------------------------------------------------------

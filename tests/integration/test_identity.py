@@ -10,14 +10,14 @@ import pytest
 
 from chainproof.attest import load_link
 from chainproof.errors import CredentialRefused, PolicyViolation
-from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
+from chainproof.policy import REFERENCE_PIPELINE_STEPS, REFERENCE_STEPS, generate_layout, sign_layout
 from chainproof.runner import StepFailed, run_reference_pipeline
 from chainproof.signing import load_public_key, load_signer
 from chainproof.verify import LINKS_DIR, verify_bundle
 
 from conftest import key_material, tool
 
-STEPS = [s.name for s in REFERENCE_STEPS]
+STEPS = list(REFERENCE_PIPELINE_STEPS)
 
 
 def _principals(bundle: Path) -> dict[str, dict]:
@@ -99,7 +99,7 @@ def _call_every_component(tmp_path: Path, **identity):
 def test_every_component_refuses_a_service_account_key_file(service_account_key_file, monkeypatch, tmp_path, mode):
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(service_account_key_file))
     errors = _call_every_component(tmp_path, identity=mode)
-    assert sorted(errors) == sorted(STEPS)
+    assert sorted(errors) == sorted(s.name for s in REFERENCE_STEPS)
     for step, message in errors.items():
         assert str(service_account_key_file) in message, step
         assert "leaked-key@chainproof-test.iam.gserviceaccount.com" in message

@@ -16,12 +16,12 @@ import textwrap
 from pathlib import Path
 
 from chainproof.attest import load_link
-from chainproof.policy import REFERENCE_STEPS
+from chainproof.policy import REFERENCE_PIPELINE_STEPS
 from chainproof.verify import LINKS_DIR
 
 from conftest import tool
 
-STEPS = [s.name for s in REFERENCE_STEPS]
+STEPS = list(REFERENCE_PIPELINE_STEPS)
 KEY = "projects/chainproof-test/locations/europe-west4/keyRings/pipeline/cryptoKeys/{role}/cryptoKeyVersions/1"
 
 
