@@ -45,8 +45,29 @@ def default_trust_dir() -> Path:
     """Return the trust store folder: ``$CHAINPROOF_TRUST_DIR`` or the user's config folder."""
     if os.environ.get(TRUST_DIR_ENV):
         return Path(os.environ[TRUST_DIR_ENV])
+    return chainproof_home() / "trusted-owners"
+
+
+#: Names the folder of chainproof's writable state (trust store); an image sets it to a tmpfs.
+HOME_ENV = "CHAINPROOF_HOME"
+
+
+def chainproof_home() -> Path:
+    """Return chainproof's state folder: ``$CHAINPROOF_HOME``, else ``$XDG_CONFIG_HOME/chainproof``
+    or ``~/.config/chainproof``; when that cannot be written (a read-only root), a folder under the
+    temporary directory."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV])
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "chainproof" / "trusted-owners"
+    home = Path(base) / "chainproof"
+    probe = home
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if os.access(probe, os.W_OK):
+        return home
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"chainproof-{os.getuid()}"
 
 
 def _print_json(doc: Any) -> None:
