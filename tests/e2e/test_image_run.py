@@ -88,3 +88,27 @@ def test_chainproof_version_in_the_image(image):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().split()[-1][0].isdigit(), proc.stdout
+
+
+SERVING = os.environ.get("CHAINPROOF_TEST_SERVING_IMAGE", "localhost/chainproof-serving:ci")
+
+
+@pytest.fixture(scope="module")
+def serving_image() -> str:
+    if subprocess.run([PODMAN, "image", "exists", SERVING]).returncode != 0:
+        proc = subprocess.run([str(ROOT / "scripts" / "build_image.sh"), SERVING], capture_output=True, text=True,
+                              timeout=1500, env=dict(os.environ, CHAINPROOF_IMAGE_TARGET="serving"))
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return SERVING
+
+
+def test_serving_target_starts_chainproof_serve_as_non_root(serving_image):
+    inspect = subprocess.run([PODMAN, "image", "inspect", "--format", "{{json .Config.Entrypoint}} {{.Config.User}}",
+                              serving_image], capture_output=True, text=True, check=True)
+    entrypoint, user = inspect.stdout.strip().rsplit(" ", 1)
+    assert json.loads(entrypoint) == ["/opt/venv/bin/chainproof", "serve"]
+    assert user == "10001:10001"
+    proc = subprocess.run(RUN + ["--network", "none", "--read-only", "--entrypoint", "/opt/venv/bin/chainproof",
+                                 serving_image, "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("chainproof "), proc.stdout
