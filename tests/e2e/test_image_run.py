@@ -112,3 +112,14 @@ def test_serving_target_starts_chainproof_serve_as_non_root(serving_image):
                                  serving_image, "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("chainproof "), proc.stdout
+
+
+def test_read_only_home_falls_back_to_a_temp_folder_in_the_image(image):
+    # CHAINPROOF_HOME unset (empty): ~/.config is on the read-only root, so state goes under /tmp (the tmpfs).
+    proc = subprocess.run(RUN + ["--network", "none", "--read-only", "--tmpfs", "/tmp:rw,mode=1777", "--env", "CHAINPROOF_HOME=",
+                                 image, "python3", "-c",
+                                 "from chainproof.cli import chainproof_home, default_trust_dir; "
+                                 "print(chainproof_home()); print(default_trust_dir())"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["/tmp/chainproof-10001", "/tmp/chainproof-10001/trusted-owners"]
