@@ -45,8 +45,38 @@ def default_trust_dir() -> Path:
     """Return the trust store folder: ``$CHAINPROOF_TRUST_DIR`` or the user's config folder."""
     if os.environ.get(TRUST_DIR_ENV):
         return Path(os.environ[TRUST_DIR_ENV])
+    return chainproof_home() / "trusted-owners"
+
+
+#: Names the folder of chainproof's writable state (trust store); an image sets it to a tmpfs.
+HOME_ENV = "CHAINPROOF_HOME"
+
+
+def chainproof_home() -> Path:
+    """Return chainproof's state folder: ``$CHAINPROOF_HOME``, else ``$XDG_CONFIG_HOME/chainproof``
+    or ``~/.config/chainproof``; when that cannot be written (a read-only root), a folder under the
+    temporary directory."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV])
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "chainproof" / "trusted-owners"
+    home = Path(base) / "chainproof"
+    probe = home
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if os.access(probe, os.W_OK):
+        return home
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"chainproof-{os.getuid()}"
+
+
+def _cmd_vertex_plan(args: argparse.Namespace) -> int:
+    from chainproof.vertex_plan import plan_commands
+
+    for line in plan_commands(project=args.project, region=args.region, bucket=args.bucket,
+                              keyring=args.keyring, repository=args.repository):
+        print(line)
+    return 0
 
 
 def _print_json(doc: Any) -> None:
@@ -503,6 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the layout allows this step (or all) to use a service-account key file")
     run.add_argument("--format", choices=["text", "json"], default="text")
     run.set_defaults(func=_cmd_run)
+
+    vertex = sub.add_parser("vertex", help="Vertex AI setup").add_subparsers(dest="vertex_command", required=True)
+    plan = vertex.add_parser("plan", help="print the exact gcloud commands of the reference setup (nothing is run)")
+    plan.add_argument("--project", required=True)
+    plan.add_argument("--region", required=True)
+    plan.add_argument("--bucket", required=True, help="the pipeline root bucket (created by the plan)")
+    plan.add_argument("--keyring", default="chainproof")
+    plan.add_argument("--repository", default="chainproof", help="the Artifact Registry repository for the image")
+    plan.set_defaults(func=_cmd_vertex_plan)
 
     comp = sub.add_parser("compile", help="compile the reference pipeline with every component on one digest-pinned image")
     comp.add_argument("--image", required=True, help="REGISTRY/PATH@sha256:DIGEST (a tag alone is refused)")

@@ -23,7 +23,6 @@ import yaml
 
 from chainproof.cli import main
 from chainproof.errors import InputError
-from chainproof.policy import REFERENCE_STEPS
 from chainproof.signing import init_keys, load_public_key
 from chainproof.verify import load_layout, verify_layout_signature
 from chainproof.vertex import TEMPLATE_DIGEST_LABELS, check_service_account
@@ -34,6 +33,8 @@ from .vertex_fake import vertex_server
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "pipelines" / "zero_trust_training.yaml"
 GOLDEN_IMAGE = "example.invalid/chainproof/components@sha256:f203ef9866a16948acde7527dfdac567a3e4164cdd702eab6639435a1d8d37e7"
+# The steps of the compiled reference pipeline (the robustness step included).
+STEPS = list(__import__("chainproof.dsl", fromlist=["derive_graph"]).derive_graph(yaml.safe_load(GOLDEN.read_text())).step_names)
 REGENERATE = f"chainproof compile --image {GOLDEN_IMAGE} -o pipelines/zero_trust_training.yaml"
 PROJECT, REGION, BUCKET = "proj", "europe-west4", "pipeline-bucket"
 
@@ -65,7 +66,7 @@ def test_golden_template_pins_every_component_image_and_installs_nothing():
     text = GOLDEN.read_text()
     doc = yaml.safe_load(text)
     executors = _executors(doc)
-    assert len(executors) == 5
+    assert len(executors) == 6  # ingest, train, robustness, sign, verify, register
     for name, spec in executors.items():
         container = spec["container"]
         assert container["image"] == GOLDEN_IMAGE, name
@@ -143,7 +144,7 @@ def submit_env(services, tmp_path, monkeypatch):
                             client_options={"api_endpoint": f"http://{emulator}"})
     if not client.bucket(BUCKET).exists():
         client.create_bucket(BUCKET)
-    ring = init_keys(tmp_path / "keys", roles=["owner", *(s.name for s in REFERENCE_STEPS)], development=True)
+    ring = init_keys(tmp_path / "keys", roles=["owner", *STEPS], development=True)
     return client, fake, ring
 
 
@@ -158,7 +159,7 @@ def _submit_args(ring, *, sa: str) -> list[str]:
             "--template", str(GOLDEN), "--format", "json"]
     for p in _params(ring):
         args += ["--param", p]
-    for step in (s.name for s in REFERENCE_STEPS):
+    for step in STEPS:
         args += ["--signer", f"{step}=gcpkms://projects/{PROJECT}/locations/global/keyRings/r/cryptoKeys/{step}/cryptoKeyVersions/1"]
     return args
 
@@ -181,7 +182,7 @@ def test_submit_signs_and_stages_the_layout_and_runs_as_the_dedicated_service_ac
     assert config["identity"]["mode"] == "gcp"
     assert config["builder_id"] == "https://chainproof.dev/builders/vertex-ai-pipelines"
     assert config["component_image"] == GOLDEN_IMAGE
-    assert set(config["signers"]) == {s.name for s in REFERENCE_STEPS}
+    assert set(config["signers"]) == set(STEPS)
     # The layout is staged, generation-pinned, owner-signed; the job gets only its URI, digest and public key.
     uri, _, generation = config["layout_uri"].partition("#")
     assert uri == f"gs://{BUCKET}/runs/chainproof/layouts/{config['layout_sha256']}/root.layout" and generation
@@ -190,7 +191,7 @@ def test_submit_signs_and_stages_the_layout_and_runs_as_the_dedicated_service_ac
     owner = load_public_key(ring.public_key_path("owner"))
     envelope, layout = load_layout(data)
     assert verify_layout_signature(envelope, {owner.keyid: owner}) == owner.keyid
-    assert [s.name for s in layout.steps] == [s.name for s in REFERENCE_STEPS]
+    assert [s.name for s in layout.steps] == STEPS
     assert not any("PRIVATE KEY" in str(v) for v in values.values())
     assert summary["job"] == job.name or summary["job"].startswith(f"projects/{PROJECT}/locations/{REGION}/pipelineJobs/")
 
