@@ -757,9 +757,37 @@ def _credential_kinds(name: str, value: str, detectors: list[Any]) -> list[str]:
         for line in lines:
             for found in plugin.analyze_line(filename="pipeline-parameters", line=line, line_number=1):
                 kinds.add(str(found.type))
+    if not kinds and _looks_like_random_token(value.strip()):
+        kinds.add("High Entropy Token")
     if "Hex High Entropy String" in kinds and _PIN_NAME.search(name) and _HEX_PIN.fullmatch(value.strip()):
         kinds.discard("Hex High Entropy String")  # a digest pin is public by design
     return sorted(kinds)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")
+
+
+def _looks_like_random_token(value: str) -> bool:
+    """A short random key that detect-secrets' fixed entropy limit misses.
+
+    The Shannon entropy of a random string is bounded by the log of its length, so a
+    32-character base64 key often stays under detect-secrets' fixed 4.5 bits. Here the
+    limit scales with the length (at least 0.75 of log2(length); random base64 keys of
+    24 to 48 bytes measure 0.80 or more), and the value must mix upper case, lower case
+    and digits, which names, identifiers and hex digests do not.
+    """
+    import math
+    from collections import Counter
+
+    if not _TOKEN.fullmatch(value):
+        return False
+    body = value.rstrip("=")
+    classes = sum(any(test(c) for c in body) for test in (str.isupper, str.islower, str.isdigit))
+    if classes < 3:
+        return False
+    n = len(body)
+    entropy = -sum(k / n * math.log2(k / n) for k in Counter(body).values())
+    return entropy >= 0.75 * math.log2(n)
 
 
 def refuse_credential_defaults(pipeline_parameters: Mapping[str, Any]) -> None:

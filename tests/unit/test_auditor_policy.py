@@ -16,7 +16,7 @@ from chainproof.errors import InputError
     ({"version": 1, "allow_development_keys": "false"},
      "allow_development_keys: expected a boolean (true or false, unquoted), got 'false' (string)"),
     ({"version": 1, "required_attestations": []},
-     "required_attestations: expected a non-empty list of attestation kinds (oms, slsa, vsa), got [] (list)"),
+     "required_attestations: expected a non-empty list of attestation kinds (oms, slsa, vsa, sbom, vulns, card), got [] (list)"),
     ({"version": 1, "allowed_signer_keys": {"train_model": [""]}},
      "allowed_signer_keys.train_model[0]: expected a key id: 16 to 64 lowercase hex characters, got '' (string)"),
     ({"version": 1, "allowed_signer_keys": {"train_model": ["abc"]}},
