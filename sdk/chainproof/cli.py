@@ -606,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     from chainproof import supply_cli
 
     supply_cli.add_parsers(sub)
+    from chainproof import serving_cli; serving_cli.add_parsers(sub)  # noqa: E702 - k8s, monitor, serve
     _conventions(parser)
     return parser
 
