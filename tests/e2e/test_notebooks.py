@@ -52,7 +52,8 @@ EXPECTED = {
         "target: loopback test services (CHAINPROOF_PROJECT is not set)",
         "submitted to the LOOPBACK test services: projects/my-ml-project/locations/europe-west4/pipelineJobs/",
         "staged layout matches its pinned digest; no private key in the job",
-        "layout derived from the template: secure_ingest -> train_model -> sign_and_attest -> verify_chain -> register_model",
+        "layout derived from the template: secure_ingest -> train_model -> evaluate_robustness -> sign_and_attest"
+        " -> verify_chain -> register_model",
         "loopback services stopped",
     ],
 }

@@ -52,8 +52,8 @@ def test_pipeline_signed_entirely_by_kms_verifies_with_chainproof_and_in_toto_ve
         # The public key is fetched once, when the layout is made, and pinned there.
         assert kms.calls[("GetPublicKey", name)] == 1, role
         assert kms.calls[("AsymmetricSign", name)] >= 1, role
-    # sign_and_attest signed three things in KMS: model.sig, the provenance and its link.
-    assert kms.calls[("AsymmetricSign", KEY.format(role="sign_and_attest"))] == 3
+    # sign_and_attest signed four things in KMS: model.sig, the provenance, the SBOM statement and its link.
+    assert kms.calls[("AsymmetricSign", KEY.format(role="sign_and_attest"))] == 4
     # Each link was signed by its step's KMS key and records the signer and principal.
     for path in (bundle / LINKS_DIR).glob("*.link"):
         _, link = load_link(path)
