@@ -15,7 +15,7 @@ from in_toto.models.metadata import Envelope
 from chainproof.attest import load_link, sign_statement, write_link
 from chainproof.auditor import AuditorPolicy
 from chainproof.errors import ArtifactRefused, ChainError, DigestMismatch, InputError, LayoutError, PolicyViolation
-from chainproof.policy import REFERENCE_PIPELINE_STEPS, REFERENCE_STEPS, sign_layout
+from chainproof.policy import REFERENCE_PIPELINE_STEPS, sign_layout
 from chainproof.report import build_report, render_html, render_text
 from chainproof.signing import load_public_key, load_signer
 from chainproof.verify import SLSA_PROVENANCE, SLSA_VSA, load_layout, verify_bundle
