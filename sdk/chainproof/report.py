@@ -163,6 +163,9 @@ def build_report(
             development_key_steps=dev_steps,
             development_owner_key=development_owner_key,
         )
+        card = _verified_card(Path(bundle), result)
+        if card is not None:
+            doc["model_card"] = card
     if owner_trust:
         doc["owner_trust"] = dict(owner_trust)
     if error is not None:
@@ -170,6 +173,16 @@ def build_report(
         # Everything that passed before the failure, in order.
         doc["checks"] = list(getattr(error, "passed_checks", []) or [])
     return doc
+
+
+def _verified_card(bundle: Path, result: VerificationResult) -> dict[str, Any] | None:
+    """The bundle's signed model card, verified again (check (19)) for the report; None without one."""
+    from chainproof.card import layout_card_keys, verify_card
+
+    name = (result.attestations or {}).get("card")
+    if not name:
+        return None
+    return dict(verify_card((bundle / name).read_bytes(), result, bundle, layout_card_keys(bundle)))
 
 
 def _dev_note(doc: dict[str, Any]) -> str:
@@ -304,6 +317,14 @@ def _graph_svg(doc: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _card_section(doc: dict[str, Any]) -> str:
+    if not doc.get("model_card"):
+        return ""
+    from chainproof.card import render_card_html
+
+    return render_card_html(doc["model_card"])
+
+
 def render_html(doc: dict[str, Any]) -> str:
     """Render the report as one self-contained HTML page (inline CSS and SVG, no external assets)."""
     failure = doc.get("failure") or {}
@@ -380,7 +401,7 @@ def render_html(doc: dict[str, Any]) -> str:
 <tr><th>step</th><th>principal</th><th>key</th><th>image</th><th>materials</th><th>products</th><th>scan</th></tr>
 {''.join(rows)}
 </table></div></section>
-<section><h2>Checks that passed</h2><ul class="checks" id="passed-checks">{checks or '<li>none</li>'}</ul>
+{_card_section(doc)}<section><h2>Checks that passed</h2><ul class="checks" id="passed-checks">{checks or '<li>none</li>'}</ul>
 <p><small>attestations: {attest or 'none verified'} · layout expires {esc(doc['layout'].get('expires', ''))}{' · auditor policy ' + esc(doc['policy']) if doc.get('policy') else ''}</small></p></section>
 </main></body></html>
 """

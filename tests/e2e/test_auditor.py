@@ -286,6 +286,11 @@ def test_reports_for_people_and_machines(registered):
     assert text.strip().splitlines()[-1].startswith("OK: ")
     page = render_html(doc)
     assert 'id="banner"' in page and "VERIFIED" in page and "<svg" in page
+    # The signed model card, verified again, is in both reports: the same model digest, its robustness figures.
+    card = doc["model_card"]["modelCard"]
+    assert result.model_sha256 in json.dumps(doc["model_card"]) and "accuracy_under_attack" in json.dumps(card)
+    assert '<section id="model-card"' in page and 'class="card-robustness"' in page
+    json.dumps(doc)  # the machine report stays plain JSON
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page.split("<main>")[0]
 
 

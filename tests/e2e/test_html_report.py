@@ -55,7 +55,10 @@ def test_verified_report_renders_the_chain_in_a_browser(registered, tmp_path):
         assert step in dom
     assert dom.count("<rect") >= 5 + len(doc["steps"][1]["products"])  # step boxes and artifact boxes drawn
     r, g, b = _banner_rgb(shot)
-    assert g > r and g > b, (r, g, b)  # the green banner
+    # A local run signs with development keys: verified, under the amber banner that says so.
+    assert doc["development_keys"] and "VERIFIED WITH DEVELOPMENT KEYS" in dom
+    assert r > g > b, (r, g, b)  # amber, not the green of production keys
+    assert '<section id="model-card"' in dom
 
 
 def test_failing_report_shows_the_failure_in_a_browser(registered, tmp_path):
