@@ -683,13 +683,7 @@ def evaluate_robustness(
     return {
         "schema": ROBUSTNESS_SCHEMA,
         "model": {"type": _model_name(model), "classes": [str(c) for c in classes]},
-        "sample": {
-            "rows": len(table),
-            "of": n,
-            "seed": seed,
-            "numeric_features": len(table.spec.numeric),
-            "categorical_features": len(table.spec.categorical),
-        },
+        "sample": _sample_section(table, n=n, seed=seed),
         "time_limit_s": time_limit_s,
         "truncated": bool(hsj["truncated"]),
         "metrics": metrics,
@@ -801,6 +795,16 @@ def load_report(data: bytes, *, what: str = REPORT_NAME) -> dict[str, Any]:
 # The pipeline step's work: a model folder and its verified training table
 
 
+def _sample_section(table: _Table, *, n: int, seed: int) -> dict[str, int]:
+    return {
+        "rows": len(table),
+        "of": n,
+        "seed": seed,
+        "numeric_features": len(table.spec.numeric),
+        "categorical_features": len(table.spec.categorical),
+    }
+
+
 def _is_regressor(model: Any) -> bool:
     from sklearn.base import is_regressor
 
@@ -831,13 +835,7 @@ def _regression_report(
     return {
         "schema": ROBUSTNESS_SCHEMA,
         "model": {"type": _model_name(model), "task": "regression"},
-        "sample": {
-            "rows": len(table),
-            "of": n,
-            "seed": seed,
-            "numeric_features": len(table.spec.numeric),
-            "categorical_features": len(table.spec.categorical),
-        },
+        "sample": _sample_section(table, n=n, seed=seed),
         "time_limit_s": time_limit_s,
         "truncated": False,
         "metrics": metrics,

@@ -318,3 +318,25 @@ def test_tree_attack_reaches_a_tree_behind_preprocessing_that_changes_nothing(no
     report = evaluate_robustness(scaled, x_test, y_test, sample_size=40, settings=settings)
     assert report["evasion"]["tree"]["applicable"] is False
     assert "Pipeline(StandardScaler, DecisionTreeClassifier)" in report["evasion"]["tree"]["reason"]
+
+
+@hsettings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_a_regressor_is_evaluated_by_error_and_shift_and_an_evasion_threshold_fails_closed(seed):
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(300, 4))
+    y = x @ np.array([3.0, -2.0, 1.0, 0.5]) + rng.normal(scale=0.1, size=300)
+    model = Ridge().fit(x[:200], y[:200])
+    report = evaluate_robustness(model, x[200:], y[200:], sample_size=80, seed=seed)
+    metrics = report["metrics"]
+    assert report["model"]["task"] == "regression"
+    assert not report["evasion"]["hopskipjump"]["applicable"] and "classifiers" in report["evasion"]["tree"]["reason"]
+    # Noise of a tenth of a standard deviation moves a linear model's predictions, and its error grows.
+    assert metrics["relative_change_noise"] > 0 and metrics["rmse_increase_noise"] > 0
+    assert metrics["rmse_clean"] < 0.5
+    assert evaluate_robustness(model, x[200:], y[200:], sample_size=80, seed=seed) == report  # reproducible
+    with pytest.raises(RobustnessBelowThreshold, match="accuracy_under_attack"):
+        check_robustness(report, {"accuracy_under_attack": ">= 0.6"})
+    assert check_robustness(report, {"relative_change_noise": "<= 5"})
