@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.integration.servers import object_server
+from chainproof.testing.servers import object_server
 
 
 def main() -> None:

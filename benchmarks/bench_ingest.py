@@ -40,8 +40,7 @@ def make_object(cache: Path, size: int) -> tuple[Path, str]:
 @contextmanager
 def https_server(work: Path, objects: dict[str, Path]) -> Iterator[tuple[str, Path]]:
     """Start the object server in a child process; yield (base URL, CA file)."""
-    sys.path.insert(0, str(REPO))
-    from tests.integration.servers import make_self_signed_cert
+    from chainproof.testing.servers import make_self_signed_cert
 
     certdir = work / "tls"
     certdir.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 """The notebooks under notebooks/ run top to bottom, each in a fresh working directory, and show what they say.
 
 Each notebook is executed with nbclient in a kernel of this very interpreter (a kernelspec made
-in a temporary folder), with the trust store in a temporary folder, ``CHAINPROOF_REPO`` pointing
-at this checkout (notebook 03 imports the loopback Vertex AI and Cloud Storage services from
-``tests/integration``) and no ``CHAINPROOF_PROJECT`` (so nothing reaches a real cloud service).
+in a temporary folder) from a temporary folder outside the repository, with the trust store in a
+temporary folder (notebook 03 imports the loopback Vertex AI and Cloud Storage services from the
+installed ``chainproof.testing``) and no ``CHAINPROOF_PROJECT`` (so nothing reaches a real cloud service).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[nbform
     base = {k: v for k, v in os.environ.items() if k not in (
         "CHAINPROOF_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST",
         "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "CHAINPROOF_VERTEX_ENDPOINT")}
-    base.update(JUPYTER_PATH=str(prefix / "share" / "jupyter"), CHAINPROOF_REPO=str(ROOT))
+    # No path to the repository: every notebook runs from a temporary folder on the installed package.
+    base.update(JUPYTER_PATH=str(prefix / "share" / "jupyter"))
     old_jupyter_path = os.environ.get("JUPYTER_PATH")
     os.environ["JUPYTER_PATH"] = base["JUPYTER_PATH"]  # where nbclient looks the kernelspec up
 
@@ -106,7 +107,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[nbform
                                 resources={"metadata": {"path": str(work)}})
         error: BaseException | None = None
         try:
-            # Each kernel gets its own environment: its own trust store, the repository, no project.
+            # Each kernel gets its own environment: its own trust store, no project.
             await client.async_execute(env={**base, "CHAINPROOF_TRUST_DIR": str(trust)})
         except Exception as exc:  # reported by the test of that notebook, naming the cell
             error = exc
@@ -158,9 +159,10 @@ def test_committed_notebook_has_no_outputs(name):
             assert cell.outputs == [], f"{name}: cell {index} has outputs; strip them before committing"
             assert cell.execution_count is None, f"{name}: cell {index} has an execution count"
         assert not cell.get("attachments"), f"{name}: cell {index} has attachments"
-    # Only chainproof's public API, plus the loopback test services in 03.
+    # Only chainproof's public API (03 adds the loopback services of chainproof.testing), never the
+    # repository's own files.
     sources = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "tests.integration" not in sources or name == "03_mlops"
+    assert "tests." not in sources and "sys.path" not in sources and "CHAINPROOF_REPO" not in sources
 
 
 def test_every_notebook_is_tested():

@@ -12,11 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_metadata import FakeMetadataServer  # noqa: E402
-
-from tests.integration.servers import make_self_signed_cert  # noqa: E402
+from chainproof.testing.metadata import FakeMetadataServer
+from chainproof.testing.servers import make_self_signed_cert
 
 BIN = Path(sys.executable).parent
 
@@ -94,7 +91,7 @@ def kms_server(on_gce, tmp_path: Path) -> Iterator[tuple[object, str, Path]]:
     with ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` before their first TLS channel, so they
     run in subprocesses.
     """
-    from fake_kms import FakeKms, write_self_signed_cert
+    from chainproof.testing.kms import FakeKms, write_self_signed_cert
 
     cert_path, key_pem, cert_pem = write_self_signed_cert(tmp_path)
     server = FakeKms(expected_token=on_gce.token)

@@ -16,7 +16,7 @@ from chainproof.runner import SAMPLE
 from chainproof.signing import init_keys, load_public_key, load_signer
 from chainproof.verify import VerificationResult
 
-from test_kms import KEY, _env, _in_subprocess
+from tests.integration.test_kms import KEY, _env, _in_subprocess
 
 
 # --- identity: user credentials are refused outside local mode ------------------------------------

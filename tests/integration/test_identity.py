@@ -15,7 +15,7 @@ from chainproof.runner import StepFailed, run_reference_pipeline
 from chainproof.signing import load_public_key, load_signer
 from chainproof.verify import LINKS_DIR, verify_bundle
 
-from conftest import key_material, tool
+from tests.integration.conftest import key_material, tool
 
 STEPS = list(REFERENCE_PIPELINE_STEPS)
 

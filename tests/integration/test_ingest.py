@@ -15,7 +15,7 @@ from chainproof.signing import init_keys, load_public_key, load_signer, public_k
 from chainproof.attest import load_link, sign_model
 from chainproof.storage import FetchOptions, RetryPolicy
 
-from .servers import gcs_emulator
+from chainproof.testing.servers import gcs_emulator
 
 
 @pytest.fixture(scope="module")
@@ -145,15 +145,19 @@ def test_reference_pipeline_from_a_gcs_source(emulator, tmp_path, monkeypatch, p
     from chainproof.verify import verify_bundle
 
     bucket = _client(emulator).create_bucket("training-data")
-    blob = bucket.blob("wdbc/train.csv")
+    # "python3" in the object's path: kfp.local rewrites that word in every task argument, and
+    # chainproof's escaping must give the step the very URI (the decoy is what a naive
+    # percent-encoding workaround would fetch).
+    blob = bucket.blob("python3/wdbc/train.csv")
     blob.upload_from_filename(str(SAMPLE.path()))
     blob.reload()
+    bucket.blob("python%33/wdbc/train.csv").upload_from_string(b"decoy,malignant\n1,0\n")
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emulator[0]}:{emulator[1]}")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test")
     result = run_reference_pipeline(workdir=tmp_path / "work", trust_dir=tmp_path / "trust",
-                                    data="gs://training-data/wdbc/train.csv", sha256=SAMPLE.sha256, target=SAMPLE.target)
+                                    data="gs://training-data/python3/wdbc/train.csv", sha256=SAMPLE.sha256, target=SAMPLE.target)
     ingest = result.verification.step("secure_ingest")
-    assert ingest.environment["parameters"]["source_uri"] == f"gs://training-data/wdbc/train.csv#{blob.generation}"
+    assert ingest.environment["parameters"]["source_uri"] == f"gs://training-data/python3/wdbc/train.csv#{blob.generation}"
     owner = load_public_key(result.owner_key)
     assert verify_bundle(result.bundle, trusted_owner_keys={owner.keyid: owner}).model_sha256 == result.model_sha256
     scan = json.loads((result.bundle / "reports" / "scan-ingest.json").read_text())

@@ -19,7 +19,7 @@ from chainproof.attest import load_link
 from chainproof.policy import REFERENCE_PIPELINE_STEPS
 from chainproof.verify import LINKS_DIR
 
-from conftest import tool
+from tests.integration.conftest import tool
 
 STEPS = list(REFERENCE_PIPELINE_STEPS)
 KEY = "projects/chainproof-test/locations/europe-west4/keyRings/pipeline/cryptoKeys/{role}/cryptoKeyVersions/1"

@@ -19,8 +19,8 @@ import textwrap
 import pytest
 from chainproof.errors import InputError
 from chainproof.secrets import SecretUnavailable, VaultAuth, resolve_secret, secret_scope
-from fake_secret_manager import secret_manager_server
-from fake_vault import Role, vault_server
+from chainproof.testing.secret_manager import secret_manager_server
+from chainproof.testing.vault import Role, vault_server
 from google.oauth2.credentials import Credentials
 
 PLANTED = "pl4nted-S3CRET-" + base64.b32encode(os.urandom(10)).decode()
@@ -256,7 +256,7 @@ def test_workload_identity_resolves_gsm_and_vault_gcp_and_nothing_leaks(on_gce, 
 
 
 def jwt_aud(jwt: str) -> str:
-    from fake_vault import jwt_claims
+    from chainproof.testing.vault import jwt_claims
 
     return str(jwt_claims(jwt)["aud"])
 

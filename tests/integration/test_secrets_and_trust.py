@@ -18,7 +18,7 @@ from chainproof.runner import SAMPLE, run_reference_pipeline
 from chainproof.signing import TrustStore, init_keys
 from chainproof.policy import REFERENCE_STEPS
 
-from .servers import make_self_signed_cert, object_server
+from chainproof.testing.servers import make_self_signed_cert, object_server
 
 PASSWORD, TOKEN = "hunter2-pa55word-0193", "TOKEN-SECRET-7f3a9c"
 

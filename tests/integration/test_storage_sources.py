@@ -13,7 +13,7 @@ from chainproof.digests import manifest_digest
 from chainproof.errors import ArtifactRefused, DigestMismatch, InputError
 from chainproof.storage import FetchLimits, FetchOptions, RetryPolicy, fetch, fetch_tree
 
-from .servers import gcs_emulator, make_self_signed_cert, object_server, proxy
+from chainproof.testing.servers import gcs_emulator, make_self_signed_cert, object_server, proxy
 
 FAST_RETRY = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.02, deadline=3.0)
 PAYLOAD = os.urandom(3 * (1 << 20) + 17)  # several chunks, odd length

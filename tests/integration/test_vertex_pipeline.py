@@ -27,8 +27,8 @@ from chainproof.signing import init_keys, load_public_key
 from chainproof.verify import load_layout, verify_layout_signature
 from chainproof.vertex import TEMPLATE_DIGEST_LABELS, check_service_account
 
-from .servers import _ProxyHandler, gcs_emulator, serve
-from .vertex_fake import vertex_server
+from chainproof.testing.servers import ProxyHandler, gcs_emulator, serve
+from chainproof.testing.vertex import vertex_server
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "pipelines" / "zero_trust_training.yaml"
@@ -108,7 +108,7 @@ def test_refuses_default_or_missing_service_account(sa):
         check_service_account(sa, project=PROJECT)
 
 
-class _ObjectsOnlyProxy(_ProxyHandler):
+class _ObjectsOnlyProxy(ProxyHandler):
     """The submitter's storage rights: objects only, no bucket metadata (storage.buckets.get is refused).
 
     The SDK's bucket-ownership probe then stops at once instead of calling the real

@@ -24,8 +24,8 @@ from chainproof.runner import SAMPLE
 from chainproof.signing import init_keys, load_public_key, load_signer
 from chainproof.storage import FetchOptions
 
-from .servers import gcs_emulator
-from .vertex_fake import vertex_server
+from chainproof.testing.servers import gcs_emulator
+from chainproof.testing.vertex import vertex_server
 
 PROJECT, LOCATION, BUCKET = "proj", "europe-west4", "models-bucket"
 

@@ -89,7 +89,7 @@ class FakeVertex:
 
     def _find(self, name: str, ctx: grpc.ServicerContext) -> Any:
         parent, _, version = name.partition("@")
-        versions = self.models.get(parent)
+        versions = self.models.get(parent) or []
         if not versions:
             ctx.abort(grpc.StatusCode.NOT_FOUND, f"{name} not found")
         if not version or version == "default":
@@ -114,7 +114,7 @@ class FakeVertex:
             terms = _FILTER_TERM.findall(req.filter or "")
             if req.filter and not terms:
                 ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported filter {req.filter!r}")
-            found = [v for v in versions if all(v.labels.get(k) == val for k, val in terms)]
+            found = [v for v in versions or [] if all(v.labels.get(k) == val for k, val in terms)]
             return ms.ListModelVersionsResponse(models=found)
 
     # -- Operations
@@ -201,4 +201,4 @@ class _PbAdapter:
         self.cls = cls
 
     def serialize(self, message: Any) -> bytes:
-        return message.SerializeToString()
+        return bytes(message.SerializeToString())

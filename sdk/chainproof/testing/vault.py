@@ -35,7 +35,8 @@ from urllib.parse import parse_qs, urlparse
 def jwt_claims(token: str) -> dict[str, Any]:
     """The claims of a JWT (no signature check)."""
     body = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return claims
 
 
 @dataclass
@@ -74,7 +75,10 @@ class FakeVault:
         """A service-account JWT the 'cluster' issued for ``NAMESPACE/NAME``."""
         ns, name = service_account.split("/")
         claims = {"iss": "kubernetes/serviceaccount", "sub": f"system:serviceaccount:{ns}:{name}"}
-        enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+        def enc(doc: dict[str, str]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
         token = f"{enc({'alg': 'RS256'})}.{enc(claims)}.{secrets.token_urlsafe(32)}"
         self.kubernetes_jwts[token] = service_account
         return token
@@ -211,8 +215,8 @@ class FakeVault:
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._httpd.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def stop(self) -> None:
         """Stop serving."""

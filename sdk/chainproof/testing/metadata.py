@@ -118,8 +118,8 @@ class FakeMetadataServer:
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
-        host, port = self._httpd.server_address[:2]
-        return f"{host}:{port}"
+        port = self._httpd.server_address[1]
+        return f"127.0.0.1:{port}"
 
     def stop(self) -> None:
         """Stop serving and close the socket."""

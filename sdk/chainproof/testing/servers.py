@@ -8,6 +8,7 @@ import http.client
 import ipaddress
 import ssl
 import threading
+from typing import Any
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -115,7 +116,7 @@ class _ObjectHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802
-        srv = self.server
+        srv: Any = self.server  # a _Server with the attributes serve() set
         srv.log.add("GET", self.path, self.headers.get("Range", ""))
         fault = srv.faults.next_for(self.path)
         path = self.path.split("?", 1)[0]
@@ -140,7 +141,7 @@ class _ObjectHandler(BaseHTTPRequestHandler):
         _send_with_fault(self, status, headers, data, fault)
 
 
-class _ProxyHandler(BaseHTTPRequestHandler):
+class ProxyHandler(BaseHTTPRequestHandler):
     """Forwards to ``server.upstream`` (host, port), logging and injecting faults."""
 
     protocol_version = "HTTP/1.1"
@@ -149,12 +150,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pass
 
     def _forward(self, method: str) -> None:
-        srv = self.server
+        srv: Any = self.server  # a _Server with the attributes serve() set
         srv.log.add(method, self.path, self.headers.get("Range", ""))
         fault = srv.faults.next_for(self.path)
         length = int(self.headers.get("Content-Length", "0") or 0)
         body = self.rfile.read(length) if length else None
-        conn = http.client.HTTPConnection(*srv.upstream, timeout=30)
+        host, port = srv.upstream
+        conn = http.client.HTTPConnection(host, port, timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         conn.request(method, self.path, body=body, headers=headers)
         response = conn.getresponse()
@@ -221,7 +223,7 @@ def object_server(objects: dict[str, bytes], *, tls: tuple[Path, Path] | None, h
 
 @contextmanager
 def proxy(upstream: tuple[str, int]) -> Iterator[_Server]:
-    with serve(_ProxyHandler, upstream=upstream) as srv:
+    with serve(ProxyHandler, upstream=upstream) as srv:
         yield srv
 
 

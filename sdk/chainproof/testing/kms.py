@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import google_crc32c
 import grpc
@@ -25,7 +26,7 @@ P256 = kms_v1.CryptoKeyVersion.CryptoKeyVersionAlgorithm.EC_SIGN_P256_SHA256
 
 def write_self_signed_cert(directory: Path) -> tuple[Path, bytes, bytes]:
     """A self-signed certificate for 127.0.0.1; returns (cert path, key PEM, cert PEM)."""
-    from tests.integration.servers import make_self_signed_cert
+    from chainproof.testing.servers import make_self_signed_cert
 
     tls = directory / "kms-tls"
     tls.mkdir(exist_ok=True)
@@ -72,6 +73,7 @@ class FakeKms:
         key = self.keys.get(name)
         if key is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"CryptoKeyVersion {name} not found.")
+            raise AssertionError("unreachable: abort raises")
         return key
 
     def get_public_key(self, request: kms_v1.GetPublicKeyRequest, context: grpc.ServicerContext) -> kms_v1.PublicKey:
@@ -103,7 +105,7 @@ class FakeKms:
 
     def start(self, key_pem: bytes, cert_pem: bytes) -> str:
         """Serve over TLS on an ephemeral port; return ``127.0.0.1:PORT``."""
-        def unary(fn, req_type, resp_type):
+        def unary(fn: Any, req_type: Any, resp_type: Any) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
                 fn, request_deserializer=req_type.deserialize, response_serializer=resp_type.serialize
             )
