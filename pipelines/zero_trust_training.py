@@ -123,7 +123,8 @@ def build_zero_trust_training(components: ComponentSet) -> Any:
             verification=gate.outputs["evidence"],
             model_name=model_name,
         )
-        return register.outputs["Output"]
+        registered: str = register.outputs["Output"]
+        return registered
 
     return zero_trust_training
 

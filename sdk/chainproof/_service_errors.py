@@ -37,41 +37,35 @@ def classify_service_error(exc: BaseException, *, command: str) -> ServiceError 
     Returns:
         The service error (exit code 3), or ``None``.
     """
-    try:
-        from google.auth import exceptions as gauth
-    except ImportError:  # pragma: no cover - google-auth is a core dependency
-        gauth = None
-    if gauth is not None:
-        if isinstance(exc, gauth.DefaultCredentialsError):
-            return ServiceError("Google authentication", f"{command}: find credentials",
-                                "no Application Default Credentials", _ADC_HINT)
-        if isinstance(exc, gauth.RefreshError):
-            return ServiceError("Google authentication", f"{command}: refresh the access token",
-                                type(exc).__name__, _ADC_HINT + "; and that the token endpoint is reachable")
-        if isinstance(exc, gauth.TransportError):
-            return ServiceError("Google authentication", f"{command}: reach the token endpoint",
-                                type(exc).__name__, "network access to oauth2.googleapis.com or the metadata server")
-    try:
-        from google.api_core import exceptions as gexc
-    except ImportError:  # pragma: no cover
-        gexc = None
-    if gexc is not None:
-        if isinstance(exc, gexc.RetryError):
-            return ServiceError("Google Cloud API", f"{command}: call the service",
-                                "gave up retrying (deadline exceeded)", "that the endpoint is reachable and the region is right")
-        if isinstance(exc, gexc.GoogleAPICallError):
-            code = getattr(exc, "code", None)
-            name = getattr(code, "name", None) or str(code or type(exc).__name__)
-            hint = {
-                "PERMISSION_DENIED": "the caller's IAM roles on the project/resource",
-                "UNAUTHENTICATED": _ADC_HINT,
-                "FORBIDDEN": "the caller's IAM roles on the project/resource",
-                "UNAUTHORIZED": _ADC_HINT,
-                "UNAVAILABLE": "that the endpoint is reachable (network, region, CHAINPROOF_VERTEX_ENDPOINT)",
-                "SERVICE_UNAVAILABLE": "that the endpoint is reachable (network, region, CHAINPROOF_VERTEX_ENDPOINT)",
-                "DEADLINE_EXCEEDED": "that the endpoint is reachable and responsive",
-            }.get(str(name).upper(), "the service status and the request's project, region and resource names")
-            return ServiceError("Google Cloud API", f"{command}: {type(exc).__name__}", f"{name}: {_first_line(exc)}", hint)
+    # google-auth and google-api-core are core dependencies.
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as gauth
+
+    if isinstance(exc, gauth.DefaultCredentialsError):
+        return ServiceError("Google authentication", f"{command}: find credentials",
+                            "no Application Default Credentials", _ADC_HINT)
+    if isinstance(exc, gauth.RefreshError):
+        return ServiceError("Google authentication", f"{command}: refresh the access token",
+                            type(exc).__name__, _ADC_HINT + "; and that the token endpoint is reachable")
+    if isinstance(exc, gauth.TransportError):
+        return ServiceError("Google authentication", f"{command}: reach the token endpoint",
+                            type(exc).__name__, "network access to oauth2.googleapis.com or the metadata server")
+    if isinstance(exc, gexc.RetryError):
+        return ServiceError("Google Cloud API", f"{command}: call the service",
+                            "gave up retrying (deadline exceeded)", "that the endpoint is reachable and the region is right")
+    if isinstance(exc, gexc.GoogleAPICallError):
+        code = getattr(exc, "code", None)
+        name = getattr(code, "name", None) or str(code or type(exc).__name__)
+        hint = {
+            "PERMISSION_DENIED": "the caller's IAM roles on the project/resource",
+            "UNAUTHENTICATED": _ADC_HINT,
+            "FORBIDDEN": "the caller's IAM roles on the project/resource",
+            "UNAUTHORIZED": _ADC_HINT,
+            "UNAVAILABLE": "that the endpoint is reachable (network, region, CHAINPROOF_VERTEX_ENDPOINT)",
+            "SERVICE_UNAVAILABLE": "that the endpoint is reachable (network, region, CHAINPROOF_VERTEX_ENDPOINT)",
+            "DEADLINE_EXCEEDED": "that the endpoint is reachable and responsive",
+        }.get(str(name).upper(), "the service status and the request's project, region and resource names")
+        return ServiceError("Google Cloud API", f"{command}: {type(exc).__name__}", f"{name}: {_first_line(exc)}", hint)
     try:
         import grpc
     except ImportError:  # pragma: no cover

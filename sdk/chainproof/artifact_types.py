@@ -14,7 +14,7 @@ from kfp.dsl import Artifact
 __all__ = ["VertexModel"]
 
 
-class VertexModel(Artifact):
+class VertexModel(Artifact):  # type: ignore[misc]  # kfp ships no type information
     """A Vertex AI Model Registry version.
 
     Attributes (as artifact metadata):

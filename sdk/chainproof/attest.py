@@ -33,7 +33,7 @@ from typing import Any
 from in_toto.models.link import FILENAME_FORMAT, Link
 from in_toto.models.metadata import Envelope, Metadata
 from securesystemslib.dsse import Envelope as DSSEEnvelope
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import Key
 
 from chainproof._version import __version__
 from chainproof.errors import ArtifactRefused, InputError, SignatureError
@@ -215,7 +215,7 @@ def sign_statement(
     return json.dumps(envelope.to_dict(), sort_keys=True).encode("utf-8")
 
 
-def load_statement(data: bytes, *, key: SSlibKey, what: str) -> dict[str, Any]:
+def load_statement(data: bytes, *, key: Key, what: str) -> dict[str, Any]:
     """Verify a DSSE-signed in-toto Statement and return it.
 
     Args:
@@ -276,7 +276,7 @@ def _model_signing_signer(signer: StepSigner) -> Any:
     sign_ec_key._check_supported_ec_key(public)
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    class _DelegatingSigner(sign_ec_key.Signer):  # type: ignore[misc]
+    class _DelegatingSigner(sign_ec_key.Signer):
         def __init__(self) -> None:  # no private key file: the step's signer holds the key
             pass
 
@@ -290,7 +290,7 @@ def _model_signing_signer(signer: StepSigner) -> Any:
             )
             return sign_sigstore_pb.Signature(
                 bundle_pb.Bundle(
-                    media_type=sign_sigstore_pb._BUNDLE_MEDIA_TYPE,
+                    media_type=sign_sigstore_pb._BUNDLE_MEDIA_TYPE,  # type: ignore[arg-type]
                     verification_material=bundle_pb.VerificationMaterial(
                         public_key=common_pb.PublicKeyIdentifier(hint=hashlib.sha256(pem).hexdigest()),
                         tlog_entries=[],
@@ -337,7 +337,7 @@ def sign_model(model_dir: Path, signature_path: Path, signer: StepSigner) -> Non
     tmp = signature_path.with_name(f".{signature_path.name}.part")
     try:
         # What model_signing.signing.Config().sign() does, with the signer above.
-        manifest = hashing.Config().hash(model_dir)
+        manifest = hashing.Config().hash(model_dir)  # type: ignore[no-untyped-call]
         oms_signer.sign(oms_internal.Payload(manifest)).write(tmp)
         os.replace(tmp, signature_path)
     finally:
@@ -360,7 +360,7 @@ def verify_model_signature(model_dir: Path, signature_path: Path, key: Any) -> N
     from model_signing import verifying as oms_verifying
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = oms_verifying.Config()
+        config = oms_verifying.Config()  # type: ignore[no-untyped-call]
         if key.keytype == "sigstore-oidc":
             from sigstore.models import ClientTrustConfig
 

@@ -76,7 +76,7 @@ class ExpectedPrincipals:
         for step in result.steps:
             expected = self.principals.get(step.name, self.principals.get("*"))
             if expected is not None and step.principal != expected:
-                raise PolicyViolation(f"step {step.name}: ran as {step.principal}, expected {expected}")
+                raise PolicyViolation(f"step {step.name}: ran as {step.principal}, expected {expected}", step=step.name)
         return f"(14) principals as expected for {', '.join(sorted(self.principals))}"
 
 
@@ -122,7 +122,8 @@ class NoDevelopmentKeys:
         for step in result.steps:
             signer = step.environment.get("signer") or {}
             if isinstance(signer, dict) and signer.get("development"):
-                raise PolicyViolation(f"step {step.name}: signed with a development key ({str(signer.get('keyid', ''))[:16]})")
+                raise PolicyViolation(f"step {step.name}: signed with a development key ({str(signer.get('keyid', ''))[:16]})",
+                                      step=step.name)
         return "(14) no development keys"
 
 
@@ -197,7 +198,7 @@ class MaxAge:
         try:
             when = datetime.strptime(recorded, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         except ValueError as exc:
-            raise PolicyViolation(f"step {first.name}: no valid recorded time ({recorded!r})") from exc
+            raise PolicyViolation(f"step {first.name}: no valid recorded time ({recorded!r})", step=first.name) from exc
         now = self.now or datetime.now(timezone.utc)
         if now - when > self.age:
             raise PolicyViolation(

@@ -203,7 +203,8 @@ def _performance_metrics(source: str, report: Any) -> list[dict[str, str]]:
     if not isinstance(report, Mapping):
         return []
     if source == _ROBUSTNESS:
-        figures = report.get("metrics") if isinstance(report.get("metrics"), Mapping) else {}
+        raw = report.get("metrics")
+        figures: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     else:
         figures = {k: v for k, v in report.items() if k not in _SPLIT_COUNTS}
     return [
@@ -444,7 +445,8 @@ def _signature_keyids(data: bytes) -> list[str]:
 
 
 def _differences(card: list[Any], attested: list[dict[str, str]], source: str) -> str | None:
-    ours = {m.get("type"): m.get("value") for m in card if isinstance(m, dict) and m.get("slice") == _SLICES[source]}
+    ours = {str(m.get("type")): m.get("value") for m in card
+            if isinstance(m, dict) and m.get("slice") == _SLICES[source]}
     theirs = {m["type"]: m["value"] for m in attested}
     for metric in sorted(set(ours) | set(theirs)):
         if ours.get(metric) != theirs.get(metric):
@@ -512,7 +514,8 @@ def verify_card(
             f"the card is for model sha256:{manifest_digest(subjects) if subjects else 'none'}, "
             f"the verified model is sha256:{result.model_sha256}",
         )
-    chain = predicate.get("chain") if isinstance(predicate.get("chain"), dict) else {}
+    raw_chain = predicate.get("chain")
+    chain: dict[str, Any] = raw_chain if isinstance(raw_chain, dict) else {}
     if chain.get("layout_sha256") != result.layout_sha256:
         raise CardRejected("other_chain", f"built from the chain of layout sha256:{chain.get('layout_sha256')}, "
                                           f"verified here is sha256:{result.layout_sha256}")
@@ -521,7 +524,8 @@ def verify_card(
     validate_card(predicate["modelCard"])
 
     # Card check 4: its evidence is the chain's: the reports it names are the attested ones.
-    evidence = predicate.get("evidence") if isinstance(predicate.get("evidence"), dict) else {}
+    raw_evidence = predicate.get("evidence")
+    evidence: dict[str, Any] = raw_evidence if isinstance(raw_evidence, dict) else {}
     reasons = {_METRICS: "metrics_differ", _ROBUSTNESS: "robustness_differs"}
     for name in (_METRICS, _ROBUSTNESS):
         attested = _attested(result, name)

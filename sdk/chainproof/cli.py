@@ -206,7 +206,7 @@ def _check_json_object(text: str, flag: str) -> None:
     """Refuse a parameter that is not a JSON object, before any step runs (exit 2)."""
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InputError(f"{flag} {text[:80]!r}: not JSON ({exc.msg} at character {exc.pos})") from exc
     if not isinstance(doc, dict):
         raise InputError(f"{flag} {text[:80]!r}: expected a JSON object, got {type(doc).__name__}")
@@ -319,7 +319,7 @@ def _vertex_access() -> dict[str, Any]:
         # under STORAGE_EMULATOR_HOST; real endpoints use Application Default Credentials.
         from google.auth.credentials import AnonymousCredentials
 
-        return {"api_endpoint": endpoint, "credentials": AnonymousCredentials()}
+        return {"api_endpoint": endpoint, "credentials": AnonymousCredentials()}  # type: ignore[no-untyped-call]
     return {"api_endpoint": endpoint, "credentials": None}
 
 

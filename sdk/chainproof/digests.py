@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NewType
 
-from chainproof.errors import ArtifactRefused, DigestMismatch, InputError
+from chainproof.errors import ArtifactRefused, InputError
 
 __all__ = [
     "CHUNK_SIZE",
@@ -33,7 +33,6 @@ __all__ = [
     "digest_tree",
     "manifest_digest",
     "sha256_file",
-    "verify_file",
 ]
 
 Sha256Hex = NewType("Sha256Hex", str)
@@ -94,26 +93,6 @@ def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = CHUNK_SIZE) -
     return Sha256Hex(h.hexdigest())
 
 
-def verify_file(path: str | os.PathLike[str], expected: str, *, artifact: str) -> Sha256Hex:
-    """Hash a file and raise unless it has the expected SHA-256.
-
-    Args:
-        path: the file to hash.
-        expected: the pinned digest.
-        artifact: the name the error reports (a logical name or a URI).
-
-    Returns:
-        The digest, equal to ``expected``.
-
-    Raises:
-        DigestMismatch: the file has other bytes.
-    """
-    actual = sha256_file(path)
-    if actual != expected:
-        raise DigestMismatch(artifact, expected, actual)
-    return actual
-
-
 def _walk_files(root: Path) -> list[tuple[str, Path]]:
     """List regular files under ``root`` as (relative posix name, path), refusing links."""
     found: list[tuple[str, Path]] = []
@@ -135,7 +114,7 @@ def _walk_files(root: Path) -> list[tuple[str, Path]]:
 
 def digest_tree(
     root: str | os.PathLike[str], *, prefix: str = "", max_workers: int | None = None
-) -> dict[str, Sha256Hex]:
+) -> dict[str, str]:
     """Hash every regular file under ``root`` and name it ``prefix/relative/path``.
 
     A single file as ``root`` is named ``prefix/<file name>``. Names are POSIX

@@ -67,7 +67,7 @@ def step_name(task: str) -> str:
     return task.replace("-", "_")
 
 
-class _ChainproofComponent(_kfp_dsl.python_component.PythonComponent):  # type: ignore[misc,name-defined]
+class _ChainproofComponent(_kfp_dsl.python_component.PythonComponent):  # type: ignore[misc]
     """A kfp component whose tasks receive the run configuration automatically."""
 
     chainproof_role: str = "user"
@@ -215,7 +215,8 @@ def _ir(pipeline_func: Any) -> dict[str, Any]:
         return dict(pipeline_func)
     from google.protobuf import json_format
 
-    return json_format.MessageToDict(pipeline_func.pipeline_spec)
+    spec: dict[str, Any] = json_format.MessageToDict(pipeline_func.pipeline_spec)
+    return spec
 
 
 def _topological(tasks: Mapping[str, Any], parents: Mapping[str, set[str]]) -> list[str]:

@@ -14,8 +14,6 @@ them without guessing.
 
 from __future__ import annotations
 
-import logging
-import sys
 
 __all__ = [
     "ArtifactRefused",
@@ -33,6 +31,7 @@ __all__ = [
     "RegistryError",
     "ServiceError",
     "SignatureError",
+    "StepFailed",
     "UntrustedKey",
     "VerificationError",
 ]
@@ -50,22 +49,6 @@ class ChainproofError(Exception):
     def diagnostics(self) -> str:
         """Return the one-line, secret-free description of the failure."""
         return str(self)
-
-    def log_and_exit(self, logger: logging.Logger, *, raise_error: bool = False) -> None:
-        """Log the one-line diagnostics and exit with this error's exit code.
-
-        Args:
-            logger: where the ``FAIL:`` line goes.
-            raise_error: re-raise instead (``--verbose``), to show the traceback.
-
-        Raises:
-            ChainproofError: this error, when ``raise_error`` is true.
-            SystemExit: always otherwise.
-        """
-        logger.error("FAIL: %s", self.diagnostics())
-        if raise_error:
-            raise self
-        sys.exit(self.exit_code)
 
 
 class InputError(ChainproofError):
@@ -140,15 +123,33 @@ class LayoutError(VerificationError):
 
 
 class ChainError(VerificationError):
-    """A step's link is missing, forged, or breaks a rule of the layout."""
+    """A step's link is missing, forged, or breaks a rule of the layout.
 
-    def __init__(self, step: str, reason: str) -> None:
+    Attributes:
+        step: the step whose link failed (``?`` when in-toto does not say).
+        reason: what was expected and what was found.
+        check: the number of the check that failed, as in ``docs/verification.md`` (4: the
+            link and its signature, 5: materials, 6: products, 7: order).
+        artifact: the first artifact the failure is about, when there is one.
+    """
+
+    def __init__(self, step: str, reason: str, *, check: str = "4", artifact: str = "") -> None:
         super().__init__(f"step {step}: {reason}")
-        self.step, self.reason = step, reason
+        self.step, self.reason, self.check, self.artifact = step, reason, check, artifact
 
 
 class PolicyViolation(VerificationError):
-    """The chain verifies, but breaks a constraint of the verifier's policy."""
+    """The chain verifies, but breaks a constraint of the verifier's policy.
+
+    Attributes:
+        step: the step the constraint is about, when it is about one (else empty).
+    """
+
+    step = ""
+
+    def __init__(self, message: str, *, step: str = "") -> None:
+        super().__init__(message)
+        self.step = step
 
 
 class MetricBelowThreshold(PolicyViolation):
@@ -196,8 +197,9 @@ class PolicyViolations(PolicyViolation):
     def __init__(self, violations: list[PolicyViolation], *, passed: list[str] | None = None) -> None:
         self.violations = [v.diagnostics() for v in violations]
         self.passed = list(passed or [])
+        step = violations[0].step if len(violations) == 1 else ""
         if len(self.violations) == 1:
-            super().__init__(self.violations[0])
+            super().__init__(self.violations[0], step=step)
         else:
             super().__init__(f"{len(self.violations)} policy violations: " + "; ".join(self.violations))
 
@@ -226,3 +228,18 @@ class CredentialRefused(ChainproofError):
 
 class RegistryError(ChainproofError):
     """A registry entry is missing, malformed, or cannot be written."""
+
+
+class StepFailed(ChainproofError):
+    """A pipeline step refused its input or failed; the reason is the step's own one line.
+
+    Attributes:
+        step: the layout name of the step.
+        reason: the step's diagnostic (names the artifact, what was expected and what was found).
+        exit_code: the step's exit code (1 refused, 2 input error, 3 service).
+    """
+
+    def __init__(self, step: str, reason: str, exit_code: int) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step, self.reason = step, reason
+        self.exit_code = exit_code

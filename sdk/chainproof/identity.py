@@ -101,7 +101,8 @@ def uses_service_account_key(principal: dict[str, Any] | Principal) -> bool:
         True when a key file is involved.
     """
     doc = principal.to_dict() if isinstance(principal, Principal) else principal
-    details = doc.get("details") if isinstance(doc.get("details"), dict) else {}
+    raw = doc.get("details")
+    details: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return KIND_SERVICE_ACCOUNT_KEY in (doc.get("kind"), details.get("source_kind"), details.get("adc"))
 
 
@@ -206,7 +207,7 @@ def classify_credentials(
 
                 request = Request()
             try:
-                credentials.refresh(request)
+                credentials.refresh(request)  # type: ignore[no-untyped-call]
             except Exception as exc:  # google.auth.exceptions.RefreshError and transport errors
                 # The exception text can echo the response; report its type only.
                 raise CredentialRefused(
@@ -269,7 +270,7 @@ def check_adc_file(path: str, *, allow_service_account_key: bool = False) -> Non
             # the point here: the result is classified with isinstance and refused or
             # accepted, and never refreshed (nothing it names is executed or contacted).
             warnings.simplefilter("ignore", DeprecationWarning)
-            credentials, _ = google.auth.load_credentials_from_file(path)
+            credentials, _ = google.auth.load_credentials_from_file(path)  # type: ignore[no-untyped-call]
     except auth_exceptions.DefaultCredentialsError as exc:
         # google-auth's message names the file and the problem, not the key.
         raise InputError(f"{path}: not a credentials file google-auth can load") from exc

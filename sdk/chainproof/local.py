@@ -10,7 +10,7 @@ Example:
 from the pipeline's task graph, signs it with the owner key outside the pipeline, pins
 it by digest, runs every task with kfp's SubprocessRunner, and verifies the registered
 bundle at the end. A step that refuses its input raises
-:class:`~chainproof.runner.StepFailed` with the step's own one-line reason.
+:class:`~chainproof.errors.StepFailed` with the step's own one-line reason.
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ def verify_publisher_signature(model_path: Path, signature_path: Path, policy: P
     except ValueError as exc:
         raise SignatureError(f"{what}: not a Sigstore bundle (JSON)") from exc
     with tempfile.TemporaryDirectory(prefix="chainproof-publisher-") as tmp:
-        config = verifying.Config()
+        config = verifying.Config()  # type: ignore[no-untyped-call]
         if policy.kind == "key":
             pub = Path(tmp, "publisher.pub")
             pub.write_text(policy.public_key_pem)

@@ -478,7 +478,7 @@ class VertexModelRegistry:
     # -- helpers
 
     def _init(self) -> None:
-        from google.cloud import aiplatform
+        import google.cloud.aiplatform as aiplatform
 
         # The SDK keeps its endpoint and credentials process-wide; set ours before each call.
         aiplatform.init(
@@ -488,7 +488,7 @@ class VertexModelRegistry:
     def _gcs(self) -> Any:
         if self.gcs_client_factory is not None:
             return self.gcs_client_factory()
-        from google.cloud import storage
+        import google.cloud.storage as storage
 
         return storage.Client(project=self.project, credentials=self.credentials)
 
@@ -502,7 +502,7 @@ class VertexModelRegistry:
 
     def _versions(self, name: str, flt: str | None = None) -> list[Any]:
         from google.api_core import exceptions as gexc
-        from google.cloud import aiplatform
+        import google.cloud.aiplatform as aiplatform
 
         self._init()
         try:
@@ -534,7 +534,7 @@ class VertexModelRegistry:
 
     def _model(self, name: str, version: str) -> Any:
         from google.api_core import exceptions as gexc
-        from google.cloud import aiplatform
+        import google.cloud.aiplatform as aiplatform
 
         self._init()
         try:
@@ -609,7 +609,7 @@ class VertexModelRegistry:
         Side effects:
             Writes to Cloud Storage; calls ``ModelService/UploadModel`` (a long-running operation).
         """
-        from google.cloud import aiplatform
+        import google.cloud.aiplatform as aiplatform
 
         # Re-hash what is about to be published: time of check == time of use.
         stored = digest_tree(model_dir, prefix="model")

@@ -27,11 +27,11 @@ __all__ = ["build_report", "render_html", "render_text"]
 
 def _failure_facts(error: ChainproofError) -> dict[str, Any]:
     facts: dict[str, Any] = {"message": error.diagnostics(), "kind": type(error).__name__}
-    if isinstance(error, ChainError):
-        facts["step"] = error.step
-        for token in error.reason.replace(";", " ").split():
-            if "/" in token and token.rstrip(":").count("/") >= 1 and not token.startswith("sha256"):
-                facts.setdefault("artifact", token.rstrip(":,"))
+    step = getattr(error, "step", None)  # ChainError, StepFailed
+    if isinstance(step, str) and step:
+        facts["step"] = step
+    if isinstance(error, ChainError) and error.artifact:
+        facts["artifact"] = error.artifact
     if isinstance(error, (DigestMismatch,)):
         facts["artifact"] = error.artifact
     if isinstance(error, ArtifactRefused):
@@ -39,8 +39,6 @@ def _failure_facts(error: ChainproofError) -> dict[str, Any]:
     if isinstance(error, UntrustedKey):
         facts["artifact"] = LAYOUT_FILE
     message = error.diagnostics()
-    if message.startswith("step ") and "step" not in facts:
-        facts["step"] = message.split()[1].rstrip(":")
     facts["check"] = str(getattr(error, "failed_check", "") or "")
     facts["violations"] = list(getattr(error, "violations", []) or ([message] if isinstance(error, PolicyViolation) else []))
     return facts

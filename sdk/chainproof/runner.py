@@ -3,7 +3,7 @@
 Example:
     >>> from chainproof.runner import SAMPLE  # doctest: +SKIP
     >>> result = run_reference_pipeline(workdir=Path("chainproof-work"), trust_dir=Path("trust"))
-    >>> result.verified
+    >>> result.verification.model_sha256 == result.model_sha256
     True
 
 This is what ``chainproof run`` does: create development keys on the first run,
@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from chainproof.digests import check_sha256_hex
-from chainproof.errors import ChainproofError, InputError, PolicyViolation
+from chainproof.errors import ChainproofError, InputError, PolicyViolation, StepFailed
 from chainproof.identity import IDENTITY_MODES, check_adc_file
 from chainproof._exec import CONFIG_INPUT, escape_for_kfp_local
 from chainproof.policy import EXT_EXPECTED_PRINCIPALS, generate_layout, sign_layout
@@ -85,15 +85,6 @@ _SIGNER_PARAM = {
 }
 
 
-class StepFailed(ChainproofError):
-    """A pipeline step refused its input or failed; the message is the step's own."""
-
-    def __init__(self, step: str, reason: str, exit_code: int) -> None:
-        super().__init__(f"{step}: {reason}")
-        self.step, self.reason = step, reason
-        self.exit_code = exit_code
-
-
 @dataclass(frozen=True)
 class RunResult:
     """The outcome of one local run.
@@ -120,11 +111,6 @@ class RunResult:
     log: Path
     owner_trust: str = ""
 
-    @property
-    def verified(self) -> bool:
-        """Always true: a run that does not verify raises instead."""
-        return True
-
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON summary ``chainproof run --format json`` prints."""
         return {
@@ -133,7 +119,8 @@ class RunResult:
             "model_sha256": self.model_sha256,
             "registered": self.registered,
             "owner_key": str(self.owner_key),
-            "verified": self.verified,
+            # A run that does not verify raises; this says the verified model is the registered one.
+            "verified": self.verification.model_sha256 == self.model_sha256,
             "run_dir": str(self.run_dir),
             "log": str(self.log),
             "steps": [s.name for s in self.verification.steps],
@@ -381,8 +368,8 @@ def run_pipeline(
     with open(log_path, "w", encoding="utf-8") as log:
         # Credentials in any parameter (a pre-signed URI, a password) never reach the log.
         secrets = [v for v in params.values() if isinstance(v, str) and v]
-        tap = _LogTap(log, progress, Redactor(secrets, encodings=[escape_for_kfp_local]))  # type: ignore[arg-type]
-        with contextlib.redirect_stdout(tap):  # type: ignore[type-var]
+        tap = _LogTap(log, progress, Redactor(secrets, encodings=[escape_for_kfp_local]))
+        with contextlib.redirect_stdout(tap):
             kfp.local.init(
                 runner=kfp.local.SubprocessRunner(use_venv=False),
                 pipeline_root=str(pipeline_dir),

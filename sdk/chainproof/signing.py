@@ -217,7 +217,8 @@ def load_signer(reference: str, *, public_key: Key | None = None, kms_client: An
     if backend == "sigstore":
         from chainproof.sigstore_backend import load_sigstore_signer
 
-        return load_sigstore_signer(reference, location, public_key=public_key)
+        keyless: StepSigner = load_sigstore_signer(reference, location, public_key=public_key)
+        return keyless
     path = Path(location)
     try:
         pem = path.read_bytes()
@@ -225,7 +226,7 @@ def load_signer(reference: str, *, public_key: Key | None = None, kms_client: An
         raise InputError(f"signer {reference}: cannot read key file ({exc.strerror})") from exc
     try:
         private_key = serialization.load_pem_private_key(pem, password=None)
-        signer = CryptoSigner(private_key)  # type: ignore[arg-type]
+        signer = CryptoSigner(private_key)
     except (ValueError, TypeError) as exc:
         # Never echo the key file's content: only say what kind of problem it is.
         raise InputError(
@@ -326,8 +327,11 @@ class KmsSigner(Signer):
         from cryptography.hazmat.primitives import hashes
 
         der = self.sign_digest(hashlib.sha256(payload).digest())
+        pinned = self._public_key._crypto_key()
         try:
-            self._public_key._crypto_key().verify(der, payload, ec.ECDSA(hashes.SHA256()))
+            if not isinstance(pinned, ec.EllipticCurvePublicKey):  # KMS signers are EC P-256 keys
+                raise InvalidSignature
+            pinned.verify(der, payload, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise SignatureError(
                 f"{KMS_SCHEME}://{self.key_name}: signature does not verify with the pinned key "

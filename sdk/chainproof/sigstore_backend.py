@@ -119,7 +119,7 @@ def metadata_identity_token(audience: str = AUDIENCE) -> str:
     from google.oauth2 import id_token
 
     try:
-        return str(id_token.fetch_id_token(Request(), audience))
+        return str(id_token.fetch_id_token(Request(), audience))  # type: ignore[no-untyped-call]
     except Exception as exc:  # google.auth DefaultCredentialsError / RefreshError / transport
         raise SignatureError(
             f"sigstore: no identity token for audience {audience!r} from the workload identity "

@@ -519,7 +519,8 @@ def train_work(
     params = _json_parameter(hyperparameters, "hyperparameters")
     dropped = _column_list(drop, "drop")
     result = train_table(
-        csv_files[0], target=target_column, model_dir=model_out, task=task, estimator=estimator, drop=dropped,
+        csv_files[0], target=target_column, model_dir=model_out, task=task,  # type: ignore[arg-type]  # train_table refuses an unknown task
+        estimator=estimator, drop=dropped,
         hyperparameters=params if params is not None else {}, test_size=test_size, random_state=random_state,
     )
     # The feature contract travels with the model (and under its signature): serving reads

@@ -315,7 +315,7 @@ class _GCSSource:
     def _client(self) -> Any:
         if self._options.gcs_client_factory is not None:
             return self._options.gcs_client_factory()
-        from google.cloud import storage
+        import google.cloud.storage as storage
 
         return storage.Client()
 
@@ -640,7 +640,7 @@ def _list_folder(uri: str, limits: FetchLimits, options: FetchOptions, exclude: 
         if options.gcs_client_factory is not None:
             client = options.gcs_client_factory()
         else:
-            from google.cloud import storage
+            import google.cloud.storage as storage
 
             client = storage.Client()
         prefix = parsed.path.lstrip("/")

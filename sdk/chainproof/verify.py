@@ -257,7 +257,7 @@ def verify_layout_signature(
         key = trusted_keys[keyid]
         try:
             envelope.verify_signature(key.to_dict() | {"keyid": keyid})
-            return keyid
+            return str(keyid)
         except itx.SignatureVerificationError:
             continue
     raise SignatureError(
@@ -276,15 +276,18 @@ def _diagnose_rule_failure(
     message: str,
     layout: Layout,
     links: Mapping[str, Link],
-) -> str:
-    """Turn in-toto's DISALLOW/REQUIRE message into expected-vs-found facts."""
+) -> tuple[str, str]:
+    """Turn in-toto's DISALLOW/REQUIRE message into expected-vs-found facts and the first artifact.
+
+    in-toto's rule errors carry only a message; its artifact list is read from it here, once.
+    """
     found = re.search(r"matched the following artifacts: (\[.*?\])", message)
     if not found:
-        return f"{kind}: {message}"
+        return f"{kind}: {message}", ""
     try:
         artifacts = [str(a) for a in ast.literal_eval(found.group(1))]
     except (ValueError, SyntaxError):
-        return f"{kind}: {message}"
+        return f"{kind}: {message}", ""
     spec = next(s for s in layout.steps if s.name == step)
     rules = spec.expected_materials if kind == "materials" else spec.expected_products
     own = getattr(links[step], kind)
@@ -306,7 +309,7 @@ def _diagnose_rule_failure(
                 reason = f"expected sha256:{theirs} (product of {src}), got sha256:{ours}"
             break
         facts.append(f"{name}: {reason}")
-    return f"{kind}: " + "; ".join(facts)
+    return f"{kind}: " + "; ".join(facts), (artifacts[0] if artifacts else "")
 
 
 def _describe_unknown_links(step: str, link_dir: Path) -> str:
@@ -436,8 +439,9 @@ def verify_chain_links(
             try:
                 verifylib.verify_item_rules(step.name, kind, rules, reduced)
             except itx.RuleVerificationError as exc:
+                reason, artifact = _diagnose_rule_failure(step.name, kind, _first_line(exc), scoped, reduced)
                 raise ChainError(
-                    step.name, _diagnose_rule_failure(step.name, kind, _first_line(exc), scoped, reduced)
+                    step.name, reason, check="5" if kind == "materials" else "6", artifact=artifact
                 ) from exc
 
     records: dict[str, StepRecord] = {}
@@ -461,6 +465,7 @@ def verify_chain_links(
                 raise ChainError(
                     step.name,
                     f"recorded at {recorded}, before {earlier} (recorded at {then}): steps out of order",
+                    check="7",
                 )
         recorded_at[step.name] = recorded
         previous = step.name
@@ -512,14 +517,14 @@ def check_identity_policy(
             if actual != expected:
                 raise PolicyViolation(
                     f"step {name}: ran as {actual} ({doc.get('kind', 'unknown')}), "
-                    f"but the layout expects {expected}"
+                    f"but the layout expects {expected}", step=name
                 )
             pinned += 1
         if key_files and uses_service_account_key(doc) and not allows_service_account_key(layout, name):
             raise PolicyViolation(
                 f"step {name}: ran as {actual} with a service-account key file "
                 f"(override {doc.get('details', {}).get('override', 'none')!s} recorded in its link), "
-                "and the layout does not allow service-account keys for this step"
+                "and the layout does not allow service-account keys for this step", step=name,
             )
     checks.append(f"(13) {pinned} pinned step principals match the layout")
     if key_files:
@@ -911,13 +916,7 @@ def _verify_bundle(
         progress.number = "3"
         raise exc
     except ChainError as exc:
-        reason = exc.reason
-        progress.number = (
-            "7" if "out of order" in reason
-            else "5" if reason.startswith("materials") or "link is for step" in reason
-            else "6" if reason.startswith("products")
-            else "4"
-        )
+        progress.number = exc.check
         raise exc
     except ArtifactRefused as exc:
         progress.number = "4"

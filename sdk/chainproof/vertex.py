@@ -271,7 +271,7 @@ def submit_pipeline(
         Uploads the signed layout to Cloud Storage; calls ``PipelineService/CreatePipelineJob``.
     """
     import yaml
-    from google.cloud import aiplatform
+    import google.cloud.aiplatform as aiplatform
 
     from chainproof._exec import CONFIG_INPUT
     from chainproof.dsl import derive_graph
@@ -320,7 +320,7 @@ def submit_pipeline(
     if gcs_client_factory is not None:
         gcs = gcs_client_factory()
     else:
-        from google.cloud import storage
+        import google.cloud.storage as storage
 
         gcs = storage.Client(project=project, credentials=credentials)
     layout_uri = _stage(layout, f"{pipeline_root.rstrip('/')}/chainproof/layouts/{layout_sha256}/root.layout", gcs)

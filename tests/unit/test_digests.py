@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from chainproof.digests import check_sha256_hex, digest_tree, manifest_digest, sha256_file, verify_file
+from chainproof.digests import check_sha256_hex, digest_tree, manifest_digest, sha256_file
 from chainproof.errors import ArtifactRefused, DigestMismatch, InputError
 
 
@@ -49,12 +49,11 @@ def test_digest_tree_refuses_missing_root(tmp_path):
         digest_tree(tmp_path / "nope")
 
 
-def test_verify_file_names_artifact_expected_and_actual(tmp_path):
+def test_digest_mismatch_names_artifact_expected_and_actual(tmp_path):
     p = tmp_path / "x"
     p.write_bytes(b"x")
-    with pytest.raises(DigestMismatch) as err:
-        verify_file(p, "0" * 64, artifact="dataset/x")
-    assert str(err.value) == f"dataset/x: expected sha256:{'0' * 64}, got sha256:{hashlib.sha256(b'x').hexdigest()}"
+    err = DigestMismatch("dataset/x", "0" * 64, sha256_file(p))
+    assert str(err) == f"dataset/x: expected sha256:{'0' * 64}, got sha256:{hashlib.sha256(b'x').hexdigest()}"
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "g" * 64, "0" * 63, "sha512:" + "0" * 64])

@@ -175,7 +175,7 @@ def render_manifests(opts: ManifestOptions) -> list[dict[str, Any]]:
 
 def dump(docs: Iterable[dict[str, Any]]) -> str:
     """One multi-document YAML."""
-    return yaml.safe_dump_all(list(docs), sort_keys=False)
+    return str(yaml.safe_dump_all(list(docs), sort_keys=False))
 
 
 def load_documents(path: str) -> list[dict[str, Any]]:
