@@ -150,6 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             expected_principals=_pairs(args.expect_principal, "--expect-principal"),
             layout_extensions=layout_ext,
             advisories=args.advisories or "",
+            container=_container(args),
         )
     else:
         if args.param:
@@ -169,6 +170,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("  metrics      " + ", ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())))
     print(f"verify it:     chainproof verify {result.bundle} --owner-key {result.owner_key}")
     return 0
+
+
+def _container(args: argparse.Namespace) -> Any:
+    """The container run ``--runner docker --image IMAGE@sha256:...`` asks for (``None``: subprocesses)."""
+    from chainproof.containers import ContainerRun
+
+    if args.runner == "subprocess":
+        if args.image or args.ulimit:
+            raise InputError("--image and --ulimit go with --runner docker")
+        return None
+    if not args.image:
+        raise InputError("--runner docker needs --image REGISTRY/PATH@sha256:DIGEST (the component image, pinned)")
+    return ContainerRun(image=args.image, ulimits=tuple(args.ulimit or ()))
 
 
 def _run_reference(args: argparse.Namespace, progress: Any, layout_ext: dict[str, Any]) -> Any:
@@ -199,6 +213,7 @@ def _run_reference(args: argparse.Namespace, progress: Any, layout_ext: dict[str
         owner_signer=args.owner_signer,
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
         layout_extensions=layout_ext,
+        container=_container(args),
     )
 
 
@@ -531,6 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pin the principal a step must run as, in the layout (repeatable)")
     run.add_argument("--layout-allow-service-account-key", action="append", metavar="STEP|all",
                      help="the layout allows this step (or all) to use a service-account key file")
+    run.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess",
+                     help="where each step runs: a subprocess here, or its container (kfp.local's DockerRunner: "
+                          "non-root, no network, read-only root; Docker or podman's service at DOCKER_HOST)")
+    run.add_argument("--image", metavar="REGISTRY/PATH@sha256:DIGEST",
+                     help="with --runner docker: the component image, pinned by digest")
+    run.add_argument("--ulimit", action="append", metavar="NAME=SOFT:HARD",
+                     help="with --runner docker: a container resource limit, as docker run takes it (repeatable)")
     run.add_argument("--format", choices=["text", "json"], default="text")
     run.set_defaults(func=_cmd_run)
 

@@ -28,6 +28,7 @@ a principal holds names and non-secret facts only.
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 import warnings
 from dataclasses import dataclass, field
@@ -118,7 +119,10 @@ def local_principal() -> Principal:
         # No passwd entry (some containers run as an anonymous uid).
         user = "unknown"
     host = socket.gethostname() or "localhost"
-    return Principal(kind="local-user", name=f"{user}@{host}", details={"mode": "local"})
+    details: dict[str, Any] = {"mode": "local"}
+    if hasattr(os, "getuid"):
+        details["uid"] = os.getuid()  # a container's user may have no name; its uid is a fact
+    return Principal(kind="local-user", name=f"{user}@{host}", details=details)
 
 
 def _cred_source(credentials: Any) -> str:

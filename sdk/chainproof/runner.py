@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from chainproof.containers import ContainerRun
 from chainproof.digests import check_sha256_hex
 from chainproof.errors import ChainproofError, InputError, PolicyViolation, StepFailed
 from chainproof.identity import IDENTITY_MODES, check_adc_file
@@ -261,6 +262,7 @@ def run_pipeline(
     expected_principals: Mapping[str, str] | None = None,
     layout_extensions: Mapping[str, Any] | None = None,
     advisories: str = "",
+    container: ContainerRun | None = None,
 ) -> RunResult:
     """Run a pipeline built with :mod:`chainproof.dsl` locally and verify what it registered.
 
@@ -285,6 +287,8 @@ def run_pipeline(
         layout_extensions: further chainproof layout extensions.
         advisories: an OSV advisory folder; the signing step records a vulnerability scan of
             the environment against it (beside the SBOM it always records).
+        container: run every step in this digest-pinned image (kfp.local's DockerRunner,
+            hardened: see :mod:`chainproof.containers`) instead of in subprocesses.
 
     Returns:
         The verified run.
@@ -293,6 +297,7 @@ def run_pipeline(
         StepFailed: a step refused its input or failed (the message is the step's).
         InputError: the pipeline cannot be made into a sound layout, or bad arguments.
         VerificationError: the registered bundle does not verify.
+        ServiceError: ``container`` is given and the container engine is unreachable.
 
     Side effects:
         Creates development keys, writes under ``workdir``, adds the owner key to
@@ -370,16 +375,25 @@ def run_pipeline(
         secrets = [v for v in params.values() if isinstance(v, str) and v]
         tap = _LogTap(log, progress, Redactor(secrets, encodings=[escape_for_kfp_local]))
         with contextlib.redirect_stdout(tap):
-            kfp.local.init(
-                runner=kfp.local.SubprocessRunner(use_venv=False),
-                pipeline_root=str(pipeline_dir),
-                raise_on_error=True,
-            )
+            if container is None:
+                kfp_runner: Any = kfp.local.SubprocessRunner(use_venv=False)
+                images: Any = contextlib.nullcontext()
+            else:
+                from chainproof.containers import docker_runner, images_bound
+
+                images = images_bound(pipeline_func, container.image)
+                kfp_runner = docker_runner(
+                    container, run_dir=run_dir, pipeline_root=pipeline_dir, registry_dir=workdir / "registry",
+                    layout_path=layout_path, signers=references, params=params,
+                    extra_paths=[Path(advisories)] if advisories else [],
+                )
+            kfp.local.init(runner=kfp_runner, pipeline_root=str(pipeline_dir), raise_on_error=True)
             # kfp.local rewrites "python3" in parameter values (venv paths!): escape them for it.
             values = {k: escape_for_kfp_local(v) if isinstance(v, str) else v for k, v in params.items()}
             values[CONFIG_INPUT] = escape_for_kfp_local(config.to_json())
             try:
-                pipeline_func(**values)
+                with images:
+                    pipeline_func(**values)
             except RuntimeError as exc:
                 raise _failure(tap, exc, log_path) from None
             finally:
@@ -441,6 +455,7 @@ def run_reference_pipeline(
     advisories: str = "",
     robustness_min_metrics: str = "",
     robustness_max_metrics: str = "",
+    container: ContainerRun | None = None,
 ) -> RunResult:
     """Run the reference pipeline locally and verify what it registered.
 
@@ -474,6 +489,7 @@ def run_reference_pipeline(
         advisories: an OSV advisory folder the environment is scanned against.
         robustness_min_metrics: robustness minimums (``accuracy_under_attack>=0.6``).
         robustness_max_metrics: robustness maximums (``flip_rate_noise<=0.1``).
+        container: run every step in this digest-pinned image (see :func:`run_pipeline`).
 
     Returns:
         The verified run.
@@ -538,5 +554,5 @@ def run_reference_pipeline(
         zero_trust_training, params, workdir=workdir, trust_dir=trust_dir, progress=progress, identity=identity,
         allow_service_account_key=allow_service_account_key, adc_credentials_file=adc_credentials_file,
         signers=signers, owner_signer=owner_signer, expected_principals=expected_principals,
-        layout_extensions=extensions, advisories=advisories,
+        layout_extensions=extensions, advisories=advisories, container=container,
     )
