@@ -83,11 +83,15 @@ def fitted_models() -> dict[str, Any]:
     return models
 
 
-def write_benign_sklearn(folder: Path, *, compressions: tuple[str, ...] = JOBLIB_COMPRESSIONS) -> list[Path]:
-    """Write every model with pickle protocols 2-5, joblib (plain and compressed) and skops."""
+def write_benign_sklearn(
+    folder: Path, *, compressions: tuple[str, ...] = JOBLIB_COMPRESSIONS, models: tuple[str, ...] | None = None
+) -> list[Path]:
+    """Write every model (or those named) with pickle protocols 2-5, joblib (plain and compressed) and skops."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for name, model in fitted_models().items():
+        if models is not None and name not in models:
+            continue
         for proto in (2, 3, 4, 5):
             p = folder / f"{name}.p{proto}.pkl"
             p.write_bytes(pickle.dumps(model, protocol=proto))
@@ -332,3 +336,11 @@ def torch_like_zip(payload: bytes | None = None) -> bytes:
     if payload is not None:
         data_pkl = payload
     return zip_bytes([("archive/data.pkl", data_pkl), ("archive/data/0", struct.pack("<4f", 1, 2, 3, 4)), ("archive/version", b"3\n")])
+
+
+def safetensors_bytes() -> bytes:
+    """A safetensors file of one float32 tensor, written by hand (the format is an 8-byte length and JSON)."""
+    import json
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    return len(header).to_bytes(8, "little") + header + struct.pack("<2f", 1.0, 2.0)
