@@ -241,7 +241,7 @@ class _Scanner:
             )
             return
         # Before the point where every loader stops, whatever would be imported or called counts.
-        self.findings.extend(_importing(result.findings))
+        self.findings.extend(_importing(result.findings, result.modules))
 
     def _member(self, stream: _Stream, label: str, depth: int, name: str) -> str:
         sub: dict[str, Any] = {}
@@ -274,7 +274,7 @@ class _Scanner:
             facts.update({"protocol": result.protocol, "globals": sorted(result.globals)})
             return "pickle"
         # A persistent id only matters to a loader that reads the pickle to its end.
-        importing = [f for f in _importing(result.findings) if f is not result.stop_finding and f.what not in ("PERSID", "BINPERSID")]
+        importing = [f for f in _importing(result.findings, result.modules) if f is not result.stop_finding and f.what not in ("PERSID", "BINPERSID")]
         if importing:
             self.findings.extend(importing)
             self.findings.append(
@@ -408,9 +408,9 @@ def _is_global_finding(f: Finding) -> bool:
     return f.reason.split(":")[0] in IMPORT_OPCODES and "not in the allowlist" in f.reason
 
 
-def _importing(findings: list[Finding]) -> list[Finding]:
+def _importing(findings: list[Finding], modules: dict[str, str]) -> list[Finding]:
     # Names no module could have (a line of a CSV read as GLOBAL) import nothing.
-    return [f for f in findings if not _is_global_finding(f) or looks_importable(f.what)]
+    return [f for f in findings if not _is_global_finding(f) or looks_importable(modules.get(f.what, f.what))]
 
 
 def _container_kind(head: bytes) -> str | None:

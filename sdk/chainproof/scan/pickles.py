@@ -158,6 +158,7 @@ class PickleResult:
     stop: str | None = None
     stop_finding: Finding | None = None
     value: Any = None
+    modules: dict[str, str] = field(default_factory=dict)
 
 
 # A check of persistent ids (PERSID/BINPERSID): returns a reason to refuse, or None.
@@ -369,21 +370,27 @@ class _Walker:
                 module = _compat_pickle.IMPORT_MAPPING[module]
         g = _Global(module, name)
         self.result.globals.add(g.dotted)
+        self.result.modules[g.dotted] = module
         if not self.allowlist.allows(module, name):
             self._flag(pos, g.dotted, f"{opname}: global not in the allowlist (module {module!r}, name {name!r})")
         return g
 
-    def _read_nl_pair(self, pos: int, opname: str) -> tuple[str, str]:
-        # As the unpickler does: two lines, newline dropped, decoded as UTF-8.
+    def _read_nl_pair(self, pos: int, opname: str, proto: int) -> tuple[str, str]:
+        # As the unpickler does: two lines, newline dropped, decoded as UTF-8. At the
+        # end of the stream pickle.py drops the last byte whatever it is and imports
+        # anyway (_pickle.c stops): the name it would import is checked, then the walk stops.
         parts = []
+        truncated = False
         for _ in range(2):
             line = self.s.readline()
-            if not line.endswith(b"\n"):
-                raise self._bad(pos, opname, "truncated: no newline after the global's name")
+            truncated = truncated or not line.endswith(b"\n")
             try:
                 parts.append(line[:-1].decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise self._bad(pos, opname, "global name is not UTF-8") from exc
+        if truncated:
+            self._resolve(parts[0], parts[1], proto, pos, opname)
+            raise self._bad(pos, opname, "truncated: no newline after the global's name")
         return parts[0], parts[1]
 
     # -- arguments ------------------------------------------------------------
@@ -535,7 +542,7 @@ class _Walker:
             name = op.name
             arg: Any = None
             if name in ("GLOBAL", "INST"):
-                arg = self._read_nl_pair(pos, name)
+                arg = self._read_nl_pair(pos, name, proto)
             elif op.arg is not None:
                 arg = self._arg(name, pos)
             if len(stack) + len(memo) > limits.max_stack:
@@ -686,8 +693,9 @@ class _Walker:
                 else:
                     stack.append(self._resolve(module, gname, proto, pos, name))
             elif name == "INST":
-                args = pop_mark(pos, name)
+                # pickle.py imports before it pops the mark (_pickle.c checks the mark first).
                 g = self._resolve(arg[0], arg[1], proto, pos, name)
+                args = pop_mark(pos, name)
                 stack.append(self._call(g, tuple(args), pos, name))
             elif name == "OBJ":
                 items = pop_mark(pos, name)
@@ -846,6 +854,7 @@ class _Walker:
             forked.findings.append(exc.finding)
         self.result.findings.extend(forked.findings)
         self.result.globals |= forked.globals
+        self.result.modules.update(forked.modules)
 
     def _skip_joblib_array(self, wrapper: _Obj, pos: int) -> None:
         # Mirrors NumpyArrayWrapper.read_array (joblib/numpy_pickle.py).
@@ -875,6 +884,7 @@ class _Walker:
                 self.ops = walker.ops
                 self.result.findings.extend(inner.findings)
                 self.result.globals |= inner.globals
+                self.result.modules.update(inner.modules)
             return
         alignment = state.get("numpy_array_alignment_bytes")
         if alignment is not None:
@@ -920,57 +930,73 @@ def _show(value: Any) -> str:
     return text[:80]
 
 
-def _dtype_facts(dtype: Any, depth: int = 0) -> tuple[int | None, bool]:
-    """Return (itemsize, has objects) of a simulated ``numpy.dtype(...)`` call, or (None, _)."""
-    if depth > 32 or not isinstance(dtype, _Obj) or not dtype.made_by(_NUMPY_DTYPE):
+def _dtype_facts(dtype: Any) -> tuple[int | None, bool]:
+    """Return (itemsize, has objects) of a simulated ``numpy.dtype(...)`` call, or (None, _).
+
+    The dtype is rebuilt with numpy from the plain values the stream holds (its
+    arguments, then ``__setstate__`` with its state, as the unpickler would), so the
+    size and the object flag are numpy's own: a state whose ``elsize`` or flags
+    disagree with the type string means what numpy makes of it, not what it claims.
+    """
+    try:
+        real = _real_dtype(dtype, 0)
+    except Exception:  # noqa: BLE001 - numpy refuses a malformed state in many ways; each is unresolvable
         return None, True
-    args = dtype.args
-    if not isinstance(args, tuple) or not args or not isinstance(args[0], str) or not _DTYPE_STR.match(args[0]):
+    if real is None:
         return None, True
+    return real.itemsize, bool(real.hasobject)
+
+
+def _real_dtype(value: Any, depth: int) -> Any:
     import numpy
 
-    try:
-        base = numpy.dtype(args[0])
-    except TypeError:
-        return None, True
-    hasobject = base.hasobject
-    state = dtype.state
-    itemsize = base.itemsize
-    if state is not None:
-        if not isinstance(state, tuple) or len(state) < 8:
-            return None, True
-        subarray, fields, elsize, flags = state[2], state[4], state[5], state[7]
-        if not isinstance(elsize, int):
-            return None, True
-        if elsize not in (-1, itemsize):
-            # numpy honours elsize only for unsized flexible types; for any other dtype a
-            # different elsize would make the scanner skip other bytes than joblib reads
-            # (a parser differential that hides opcodes): accept it only where numpy uses it.
-            if base.itemsize != 0 or elsize <= 0:
-                return None, True
-            itemsize = elsize
-        if isinstance(flags, int) and flags & 1:
-            hasobject = True
-        if subarray is not None:
-            if not isinstance(subarray, tuple) or len(subarray) != 2:
-                return None, True
-            sub_size, sub_obj = _dtype_facts(subarray[0], depth + 1)
-            if sub_size is None:
-                return None, True
-            hasobject = hasobject or sub_obj
-        if fields is not None:
-            if not isinstance(fields, dict):
-                return None, True
-            for value in fields.values():
-                if not isinstance(value, tuple) or not value:
-                    return None, True
-                f_size, f_obj = _dtype_facts(value[0], depth + 1)
-                if f_size is None:
-                    return None, True
-                hasobject = hasobject or f_obj
-    return itemsize, hasobject
+    if depth > 32 or not isinstance(value, _Obj) or not value.made_by(_NUMPY_DTYPE):
+        return None
+    args = value.args
+    if not isinstance(args, tuple) or not args or not isinstance(args[0], str) or not _DTYPE_STR.match(args[0]):
+        return None
+    if not all(isinstance(a, bool) for a in args[1:]) or len(args) > 3:
+        return None
+    real = numpy.dtype(*args)
+    if value.state is not None:
+        state = _plain_state(value.state, depth)
+        if state is None:
+            return None
+        real.__setstate__(state)
+    return real
 
 
-def looks_importable(dotted: str) -> bool:
-    """Return whether ``module.name`` is shaped like a name Python could import."""
-    return bool(_IDENT_PATH.match(dotted))
+_UNRESOLVED = object()
+
+
+def _plain_state(value: Any, depth: int) -> Any:
+    # Plain values (and nested dtypes) only; None when anything is opaque.
+    out = _plain(value, depth)
+    return None if out is _UNRESOLVED else out
+
+
+def _plain(value: Any, depth: int) -> Any:
+    if depth > 32:
+        return _UNRESOLVED
+    if isinstance(value, _Obj):
+        d = _real_dtype(value, depth + 1)
+        return _UNRESOLVED if d is None else d
+    if isinstance(value, tuple):
+        items = tuple(_plain(v, depth + 1) for v in value)
+        return _UNRESOLVED if any(i is _UNRESOLVED for i in items) else items
+    if isinstance(value, dict):
+        pairs = {k: _plain(v, depth + 1) for k, v in value.items()}
+        return _UNRESOLVED if any(v is _UNRESOLVED for v in pairs.values()) else pairs
+    if isinstance(value, (str, int, float)) or value is None:
+        return value
+    return _UNRESOLVED
+
+
+def looks_importable(module: str) -> bool:
+    """Return whether ``module`` is shaped like a module Python could import.
+
+    ``find_class`` imports the module before it looks the name up, so the module
+    alone decides whether anything is imported. A line of a CSV read as a module
+    name (``city,population``) names no module a normal installation has.
+    """
+    return bool(_IDENT_PATH.match(module))
