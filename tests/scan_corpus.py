@@ -190,7 +190,7 @@ def malicious_pickles() -> dict[str, tuple[bytes, str, str]]:
             b"\x80\x04" + _sg("builtins", "getattr") + _sg("builtins", "__import__")
             + b"\x8c\x02os\x85R\x8c\x06system\x86R\x8c\x04true\x85R.",
             "builtins.getattr",
-            "not in the allowlist",
+            "getattr of anything but a global and a constant name",
         ),
         "pickle_reduce_on_computed_callable": (
             b"\x80\x04" + _sg("builtins", "getattr") + _sg("builtins", "__import__")
@@ -344,3 +344,128 @@ def safetensors_bytes() -> bytes:
 
     header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
     return len(header).to_bytes(8, "little") + header + struct.pack("<2f", 1.0, 2.0)
+
+
+# -- the benign corpus: every estimator that fits on a small table, pandas, stdlib, numpy ----
+
+#: Parameters that make fitting on a 40-row table fast (set only where the estimator has them).
+_FAST = {"max_iter": 5, "n_estimators": 3, "n_init": 1, "cv": 2, "Cs": 2, "n_alphas": 3, "max_depth": 3,
+         "n_components": 2, "n_clusters": 2, "n_neighbors": 3, "n_resampling": 2, "max_trials": 3}
+_SKIP = {"TSNE"}  # a 250-iteration minimum: seconds, and it keeps no model
+
+
+def _table() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(40, 4))) + 0.1
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    return X, y
+
+
+def fitted_estimators() -> dict[str, Any]:
+    """Every classifier, regressor, transformer and clusterer of ``sklearn.utils.all_estimators()``
+    that fits on a small table (meta-estimators get a small base estimator), fitted."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+    from sklearn.utils import all_estimators
+
+    X, y = _table()
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, cls in all_estimators(type_filter=["classifier", "regressor", "transformer", "cluster"]):
+            if name in _SKIP:
+                continue
+            is_reg = "Regressor" in name or name.endswith(("Regression", "CV", "Net", "Lasso", "Lars", "SVR"))
+            base = (lambda: Ridge()) if is_reg else (lambda: LogisticRegression(max_iter=50))
+            tree = (lambda: DecisionTreeRegressor(max_depth=2)) if is_reg else (lambda: DecisionTreeClassifier(max_depth=2))
+            attempts: list[dict[str, Any]] = [{}, {"estimator": base()}, {"estimators": [("a", base()), ("b", tree())]},
+                                              {"transformers": [("s", "passthrough", [0, 1])]},
+                                              {"transformer_list": [("s", "passthrough")]}]
+            for extra in attempts:
+                try:
+                    est = cls(**extra)
+                    params = est.get_params(deep=False)
+                    est.set_params(**{k: v for k, v in _FAST.items() if k in params})
+                    yy = np.c_[y, 1 - y] if name.startswith("MultiTask") or name in ("CCA", "PLSCanonical", "PLSSVD") else y
+                    try:
+                        est.fit(X, yy)
+                    except (TypeError, ValueError):
+                        est.fit(X)
+                except Exception:  # noqa: BLE001 - an estimator that does not fit this table is left out
+                    continue
+                out[name] = est
+                break
+    return out
+
+
+def pandas_objects() -> dict[str, Any]:
+    """Series and DataFrames with each kind of index and of dtype."""
+    import pandas as pd
+
+    n = 4
+    indexes = {
+        "range": pd.RangeIndex(n),
+        "int": pd.Index([3, 1, 2, 0]),
+        "float": pd.Index([0.5, 1.5, 2.5, 3.5]),
+        "str": pd.Index(list("abcd")),
+        "object": pd.Index(["a", 1, 2.0, None], dtype=object),
+        "datetime": pd.date_range("2024-01-01", periods=n),
+        "datetime_tz": pd.date_range("2024-01-01", periods=n, tz="UTC"),
+        "timedelta": pd.timedelta_range("1D", periods=n),
+        "period": pd.period_range("2024-01", periods=n, freq="M"),
+        "categorical": pd.CategoricalIndex(list("abab")),
+        "interval": pd.interval_range(0, n),
+        "multi": pd.MultiIndex.from_product([["x", "y"], [1, 2]]),
+        "bool": pd.Index([True, False, True, False]),
+    }
+    columns = {
+        "int": np.arange(n), "float": np.linspace(0, 1, n), "bool": np.array([True, False] * 2),
+        "object": np.array(["a", None, 1, 2.5], dtype=object), "string": pd.array(list("wxyz"), dtype="string"),
+        "category": pd.Categorical(list("abab")), "datetime": pd.date_range("2024-01-01", periods=n),
+        "datetime_tz": pd.date_range("2024-01-01", periods=n, tz="Europe/Paris"),
+        "timedelta": pd.to_timedelta(np.arange(n), unit="s"), "period": pd.period_range("2024", periods=n, freq="Y"),
+        "interval": pd.arrays.IntervalArray.from_breaks(range(n + 1)), "Int64": pd.array([1, None, 3, 4], dtype="Int64"),
+        "Float64": pd.array([1.5, None, 3.0, 4.0], dtype="Float64"), "boolean": pd.array([True, None, False, True], dtype="boolean"),
+        "sparse": pd.arrays.SparseArray([0, 0, 1, 0]),
+    }
+    out: dict[str, Any] = {}
+    for iname, index in indexes.items():
+        out[f"frame_index_{iname}"] = pd.DataFrame({"v": np.arange(n)}, index=index)
+        out[f"series_index_{iname}"] = pd.Series(np.arange(n), index=index)
+    for cname, col in columns.items():
+        out[f"series_{cname}"] = pd.Series(col)
+    out["frame_all_dtypes"] = pd.DataFrame(columns)
+    return out
+
+
+def stdlib_values() -> dict[str, Any]:
+    """Standard-library value types that pickles commonly carry."""
+    import collections
+    import datetime as dt
+    import decimal
+    import fractions
+
+    tz = dt.timezone(dt.timedelta(hours=2), "X")
+    return {
+        "numbers": [1, -(2**70), 1.5, float("nan"), complex(1, -2), decimal.Decimal("1.10"), fractions.Fraction(1, 3), True],
+        "ranges": [range(10), range(1, 10, 3)],
+        "sets": [set([1, 2]), frozenset({"a"}), set()],
+        "bytes": [b"\x00\xff", bytearray(b"abc"), bytearray()],
+        "dates": [dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.datetime(2024, 1, 2, tzinfo=tz), dt.date(2024, 2, 29),
+                  dt.time(12, 30, tzinfo=dt.timezone.utc), dt.timedelta(days=-1, seconds=5), dt.timezone.utc, tz],
+        "containers": [collections.OrderedDict(a=1), collections.defaultdict(list, {"k": [1]}), (1, (2, (3,))), {"a": [None]}],
+        "slice": [slice(1, None, 2)],
+    }
+
+
+def numpy_values() -> dict[str, Any]:
+    """numpy arrays pickles carry: object arrays, structured, masked-free scalars, a random generator."""
+    return {
+        "object_array": np.array(["a", None, 1.5, (1, 2)], dtype=object),
+        "nested_object": np.array([np.arange(3), np.array(["x"])], dtype=object),
+        "structured": np.zeros(3, dtype=[("a", "<f8"), ("b", "<i4"), ("c", "U3")]),
+        "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "scalars": [np.float32(1.5), np.int64(-3), np.bool_(True), np.str_("s"), np.datetime64("2024-01-01")],
+        "generator": np.random.default_rng(1),
+        "random_state": np.random.RandomState(2),
+    }

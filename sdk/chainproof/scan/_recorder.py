@@ -142,6 +142,14 @@ class _Recording:
         if not isinstance(func, Ref):
             self.log.add("call", None, how)
             return Inst(self.log, func, args, None)
+        if (
+            func.dotted == "builtins.getattr" and how == "REDUCE" and isinstance(args, tuple) and len(args) == 2
+            and isinstance(args[0], Ref) and isinstance(args[1], str) and args[1].isidentifier()
+        ):
+            # getattr(Global, "attr") is the global Global.attr (the scanner resolves it so).
+            dotted = f"{args[0].dotted}.{args[1]}"
+            self.log.add("name", dotted, "getattr")
+            return Ref(dotted)  # type: ignore[return-value]
         self.log.add("call", func.dotted, how)
         cls: str | None = func.dotted
         others: list[Any] = list(args) if isinstance(args, tuple) else []

@@ -101,7 +101,7 @@ class Allowlist:
 
     @classmethod
     def default(cls) -> Allowlist:
-        """Return the allowlist shipped with chainproof (``data/allowlist-v1.json``)."""
+        """Return the allowlist shipped with chainproof (``data/allowlist-v2.json``)."""
         data = resources.files("chainproof").joinpath("data", DEFAULT_ALLOWLIST).read_bytes()
         return cls.from_json(data, source=f"chainproof:data/{DEFAULT_ALLOWLIST}")
 

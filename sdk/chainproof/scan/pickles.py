@@ -56,6 +56,7 @@ _OPS = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
 # Opcodes that make the unpickler import something.
 IMPORT_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST"})
 _JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+_GETATTR = ("builtins", "getattr")
 _NUMPY_DTYPE = ("numpy", "dtype")
 _DTYPE_STR = re.compile(r"^[?a-zA-Z][0-9]{0,9}$")
 _IDENT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -371,6 +372,10 @@ class _Walker:
         g = _Global(module, name)
         self.result.globals.add(g.dotted)
         self.result.modules[g.dotted] = module
+        if (module, name) == _GETATTR:
+            # Naming getattr imports nothing (builtins is loaded); calling it is checked
+            # where it is called or handed to a call (_call).
+            return g
         if not self.allowlist.allows(module, name):
             self._flag(pos, g.dotted, f"{opname}: global not in the allowlist (module {module!r}, name {name!r})")
         return g
@@ -768,6 +773,13 @@ class _Walker:
             what = func.what if isinstance(func, _Opaque) else type(func).__name__
             self._flag(pos, opname, f"calls a value that is not a global ({what}): cannot be checked statically")
             return _Obj(func, args, None)
+        if (func.module, func.name) == _GETATTR:
+            if opname == "REDUCE" and _static_attr(args):
+                # getattr(Global, "attr") names Global.attr, as a protocol-4 qualified name
+                # does (pickle writes zoneinfo.ZoneInfo._unpickle so): checked as that global.
+                return self._resolve(args[0].module, f"{args[0].name}.{args[1]}", 4, pos, "getattr")
+            self._flag(pos, "builtins.getattr", f"{opname}: getattr of anything but a global and a constant name")
+            return _Obj(func, args, None)
         if not self.allowlist.may(func.module, func.name, "call"):
             if self.allowlist.allows(func.module, func.name):
                 self._flag(pos, func.dotted, f"{opname}: {func.dotted} may be named but not called")
@@ -797,7 +809,7 @@ class _Walker:
         # calls cls.__new__(cls, **d)): it must be one that may be called.
         for a in others:
             if isinstance(a, _Global) and not self.allowlist.may(a.module, a.name, "call"):
-                if self.allowlist.allows(a.module, a.name):
+                if self.allowlist.allows(a.module, a.name) or (a.module, a.name) == _GETATTR:
                     self._flag(pos, a.dotted, f"{opname}: {a.dotted} is passed to {func.dotted}, and may not be called")
         # pickle writes bytes as _codecs.encode(text, "latin1") for protocol < 3;
         # any other codec could be a chosen transform, so only that one is accepted.
@@ -912,6 +924,13 @@ def _set_items(d: dict[Any, Any], items: list[Any]) -> None:
 
 
 _NOT_STR = ("set", "frozenset", "bytes", "int", "number")
+
+
+def _static_attr(args: Any) -> bool:
+    return (
+        isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], _Global)
+        and isinstance(args[1], str) and bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args[1]))
+    )
 
 
 def _never_str(value: Any) -> bool:
