@@ -469,3 +469,22 @@ def numpy_values() -> dict[str, Any]:
         "generator": np.random.default_rng(1),
         "random_state": np.random.RandomState(2),
     }
+
+
+def torch_legacy_bytes() -> bytes:
+    """A file in torch.save's legacy format (``_use_new_zipfile_serialization=False``), written by hand:
+    pickles of the magic number, the protocol version and the system info, the object (a tensor
+    whose storage is a persistent id), the storage keys, then the storage's element count and bytes."""
+    magic = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+    version = pickle.dumps(1001, protocol=2)
+    sysinfo = pickle.dumps(
+        {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2
+    )
+    storage = b"(X\x07\x00\x00\x00storage" + b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04NtQ"
+    obj = (
+        b"\x80\x02ccollections\nOrderedDict\n)R"
+        b"X\x06\x00\x00\x00weightctorch._utils\n_rebuild_tensor_v2\n(" + storage
+        + b"K\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtRs."
+    )
+    keys = pickle.dumps(["0"], protocol=2)
+    return magic + version + sysinfo + obj + keys + struct.pack("<q", 4) + struct.pack("<4f", 1, 2, 3, 4)

@@ -32,7 +32,7 @@ from chainproof.errors import InputError
 from chainproof.scan import archives, numpy_files, skops_files
 from chainproof.scan._stream import ScanAbort, _Stream
 from chainproof.scan.allowlist import Allowlist
-from chainproof.scan.pickles import FORK_WINDOW, IMPORT_OPCODES, looks_importable, scan_pickle
+from chainproof.scan.pickles import FORK_WINDOW, IMPORT_OPCODES, _Global, looks_importable, scan_pickle
 from chainproof.scan.report import Finding, ScanLimits, ScanReport
 from chainproof.scan.tabular import scan_csv
 
@@ -40,6 +40,13 @@ __all__ = ["scan_bytes", "scan_file", "scan_path"]
 
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
+#: torch.save's legacy format starts with a pickle of this number (torch/serialization.py MAGIC_NUMBER).
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+#: Bytes per element of each storage type the legacy format writes.
+_TORCH_ELEMENT = {
+    "FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+}
 #: A text file's walk as a pickle may stop this many opcodes in (a CSV line read as GLOBAL).
 _TEXT_OPCODES = 2
 
@@ -208,7 +215,12 @@ class _Scanner:
         if container == "zip":
             return self._zip(stream, label, depth, facts, seekable)
         if container == "npy":
-            return numpy_files.scan_npy(stream, label=label, findings=self.findings, facts=facts)
+            def rest(inner: _Stream) -> None:
+                result = scan_pickle(inner, label=label, allowlist=self.allowlist, limits=self.limits, joblib=False)
+                self.findings.extend(result.findings)
+                facts["globals"] = sorted(result.globals)
+
+            return numpy_files.scan_npy(stream, label=label, findings=self.findings, facts=facts, scan_pickle=rest)
         if container == "tar":
             return archives.scan_tar(
                 stream, label=label, depth=depth, limits=limits, findings=self.findings,
@@ -250,8 +262,16 @@ class _Scanner:
     # -- pickles ----------------------------------------------------------
 
     def _pickle(self, stream: _Stream, label: str, facts: dict[str, Any], *, persid_check: Any = None) -> str:
-        result = scan_pickle(stream, label=label, allowlist=self.allowlist, limits=self.limits, persid_check=persid_check)
+        result = scan_pickle(
+            stream, label=label, allowlist=self.allowlist, limits=self.limits, persid_check=persid_check, expect_eof=False
+        )
         self.findings.extend(result.findings)
+        if result.complete and not stream.at_eof():
+            if result.value == _TORCH_MAGIC and not result.findings:
+                return self._torch_legacy(stream, label, facts)
+            self.findings.append(
+                Finding(label, stream.pos, "STOP", "bytes after the end of the pickle (a second payload or another format)")
+            )
         facts.update(
             {"protocol": result.protocol, "globals": sorted(result.globals), "inline_arrays": result.inline_arrays}
         )
@@ -259,6 +279,55 @@ class _Scanner:
             g.startswith("joblib.") for g in result.globals
         )
         return "joblib" if joblib_file else "pickle"
+
+    def _torch_legacy(self, stream: _Stream, label: str, facts: dict[str, Any]) -> str:
+        """The legacy ``torch.save`` format: pickles of the magic number, the protocol version,
+        the system info, the object (storages as persistent ids) and the storage keys, then each
+        storage's raw bytes (an 8-byte element count, then the elements)."""
+        storages: dict[str, str] = {}
+
+        def check(pid: Any) -> str | None:
+            # torch.save (legacy) writes ('storage', StorageType, key, location, numel, view_metadata).
+            if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage":
+                return "persistent id is not a PyTorch storage reference"
+            storage_type, key = pid[1], pid[2]
+            if not isinstance(storage_type, _Global) or storage_type.module != "torch" or storage_type.name not in _TORCH_ELEMENT:
+                return "storage type is not a torch storage class"
+            if not isinstance(key, str) or not isinstance(pid[3], str):
+                return "storage key or location is not a string"
+            if storages.setdefault(key, storage_type.name) != storage_type.name:
+                return f"storage {key!r} is declared with two types"
+            return None
+
+        parts: list[tuple[str, Any]] = [("protocol version", None), ("system info", None), ("object", check), ("storage keys", None)]
+        results = []
+        for what, persid in parts:
+            r = scan_pickle(
+                stream, label=label, allowlist=self.allowlist, limits=self.limits, joblib=False,
+                persid_check=persid, expect_eof=False,
+            )
+            self.findings.extend(r.findings)
+            results.append(r)
+            if not r.complete:
+                return "pytorch-legacy"
+        if results[0].value != 1001:
+            self.findings.append(Finding(label, None, "protocol", f"PyTorch legacy protocol version is not 1001 ({results[0].value!r})"))
+            return "pytorch-legacy"
+        keys = results[3].value
+        if not isinstance(keys, list) or set(keys) != set(storages):
+            self.findings.append(Finding(label, stream.pos, "storages", "storage keys do not match the storages the object references"))
+            return "pytorch-legacy"
+        for key in keys:
+            at = stream.pos
+            count = stream.read(8)
+            n = int.from_bytes(count, "little") * _TORCH_ELEMENT[storages[key]]
+            if len(count) < 8 or n > self.limits.max_decompressed_bytes or stream.skip(n) != n:
+                self.findings.append(Finding(label, at, "storage", f"storage {key!r} is truncated"))
+                return "pytorch-legacy"
+        if not stream.at_eof():
+            self.findings.append(Finding(label, stream.pos, "storage", "bytes after the last storage (a second payload)"))
+        facts["globals"] = sorted(set().union(*(r.globals for r in results)))
+        return "pytorch-legacy"
 
     def _other(
         self, stream: _Stream, label: str, name: str, facts: dict[str, Any], csv_path: Path | None
@@ -490,8 +559,6 @@ class _ZlibReader:
 
 
 def _torch_persid(storages: set[str], allowlist: Allowlist) -> Any:
-    from chainproof.scan.pickles import _Global
-
     def check(pid: Any) -> str | None:
         # torch.save writes ('storage', StorageType, key, location, numel).
         if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage":

@@ -4,8 +4,8 @@ Example:
     >>> import io, numpy as np
     >>> from chainproof.scan import scan_bytes
     >>> buf = io.BytesIO(); np.save(buf, np.array([1, None], dtype=object))
-    >>> [f.reason for f in scan_bytes(buf.getvalue(), name="a.npy").findings]
-    ['object dtype: loading it needs pickle (allow_pickle=True)']
+    >>> scan_bytes(buf.getvalue(), name="a.npy").findings
+    []
 
 The header is read here, byte by byte, as the format documents it (magic, version,
 a little-endian header length, then a Python literal): the literal is parsed with
@@ -14,13 +14,16 @@ a little-endian header length, then a Python literal): the literal is parsed wit
 :func:`numpy.lib.format.descr_to_dtype`. An array with objects anywhere in its
 dtype (plain or structured) is refused: loading it would unpickle. The data must
 be exactly as long as the header says. Any malformed header is a finding with
-its reason, never an error of the scanner.
+its reason, never an error of the scanner. An array with objects is stored as a
+pickle after the header (``np.load(..., allow_pickle=True)`` unpickles it): that
+pickle is walked like any other, and must end the file.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Callable
 from typing import Any
 
 from chainproof.scan._stream import _Stream
@@ -91,7 +94,14 @@ def parse_header(stream: _Stream) -> tuple[tuple[int, int], tuple[int, ...], boo
     return version, shape, fortran, dtype
 
 
-def scan_npy(stream: _Stream, *, label: str, findings: list[Finding], facts: dict[str, Any]) -> str:
+def scan_npy(
+    stream: _Stream,
+    *,
+    label: str,
+    findings: list[Finding],
+    facts: dict[str, Any],
+    scan_pickle: Callable[[_Stream], None] | None = None,
+) -> str:
     """Check one ``.npy`` stream.
 
     Args:
@@ -99,6 +109,8 @@ def scan_npy(stream: _Stream, *, label: str, findings: list[Finding], facts: dic
         label: the name findings use.
         findings: where findings go.
         facts: where facts go (version, shape, dtype).
+        scan_pickle: walks the pickle of an object array (the rest of the stream);
+            without it an object array is refused.
 
     Returns:
         The kind, ``npy``.
@@ -110,7 +122,10 @@ def scan_npy(stream: _Stream, *, label: str, findings: list[Finding], facts: dic
         return "npy"
     facts.update({"npy_version": list(version), "shape": list(shape), "dtype": str(dtype)})
     if dtype.hasobject:
-        findings.append(Finding(label, stream.pos, str(dtype), "object dtype: loading it needs pickle (allow_pickle=True)"))
+        if scan_pickle is None:
+            findings.append(Finding(label, stream.pos, str(dtype), "object dtype: loading it needs pickle (allow_pickle=True)"))
+        else:
+            scan_pickle(stream)
         return "npy"
     nbytes = math.prod(shape) * dtype.itemsize
     got = stream.skip(nbytes)

@@ -145,7 +145,7 @@ class PickleResult:
             stops there too), ``"loader"`` (a loader raises there: a persistent id
             with no loader for it), ``"refused"`` (a limit or a finding), or None.
         stop_finding: the finding of that stop.
-        value: what the pickle returns, when it is an int or a string.
+        value: what the pickle returns, when it is an int, a string or a list of strings.
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -481,6 +481,8 @@ class _Walker:
             data = self._payload(pos, name, n, "bytes")
             if name in ("BINSTRING", "SHORT_BINSTRING") and isinstance(data, bytes) and data.isascii():
                 return data.decode("ascii")
+            if isinstance(data, bytes) and n <= 64 and name in ("BINBYTES", "SHORT_BINBYTES", "BINBYTES8"):
+                return data  # small bytes are kept: a dtype's datetime unit is one (b'ns')
             return data if isinstance(data, _Opaque) else _Opaque(f"bytes[{n}]")
         if name in ("LONG1", "LONG4"):
             if name == "LONG1":
@@ -490,7 +492,7 @@ class _Walker:
                 if n < 0:
                     raise self._bad(pos, name, "negative byte count")
             data = self._payload(pos, name, n, "int")
-            if isinstance(data, _Opaque) or n > 8:
+            if isinstance(data, _Opaque) or n > 16:
                 return _Opaque("int")
             return int.from_bytes(data, "little", signed=True)
         if name == "BINFLOAT":
@@ -566,11 +568,12 @@ class _Walker:
                     raise self._bad(pos, name, "STOP with an empty stack (malformed pickle)")
                 self.result.protocol = proto
                 value = stack[-1]
-                self.result.value = value if isinstance(value, (int, str)) else None
+                plain = isinstance(value, (int, str)) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+                self.result.value = value if plain else None
                 return
             # -- constants
             elif name in ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT"):
-                if isinstance(arg, int) and not isinstance(arg, bool) and arg.bit_length() > 64:
+                if isinstance(arg, int) and not isinstance(arg, bool) and arg.bit_length() > 128:
                     stack.append(_Opaque("int"))
                 else:
                     stack.append(arg)
@@ -1006,7 +1009,7 @@ def _plain(value: Any, depth: int) -> Any:
     if isinstance(value, dict):
         pairs = {k: _plain(v, depth + 1) for k, v in value.items()}
         return _UNRESOLVED if any(v is _UNRESOLVED for v in pairs.values()) else pairs
-    if isinstance(value, (str, int, float)) or value is None:
+    if isinstance(value, (str, int, float, bytes)) or value is None:
         return value
     return _UNRESOLVED
 
