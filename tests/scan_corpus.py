@@ -83,11 +83,15 @@ def fitted_models() -> dict[str, Any]:
     return models
 
 
-def write_benign_sklearn(folder: Path, *, compressions: tuple[str, ...] = JOBLIB_COMPRESSIONS) -> list[Path]:
-    """Write every model with pickle protocols 2-5, joblib (plain and compressed) and skops."""
+def write_benign_sklearn(
+    folder: Path, *, compressions: tuple[str, ...] = JOBLIB_COMPRESSIONS, models: tuple[str, ...] | None = None
+) -> list[Path]:
+    """Write every model (or those named) with pickle protocols 2-5, joblib (plain and compressed) and skops."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for name, model in fitted_models().items():
+        if models is not None and name not in models:
+            continue
         for proto in (2, 3, 4, 5):
             p = folder / f"{name}.p{proto}.pkl"
             p.write_bytes(pickle.dumps(model, protocol=proto))
@@ -186,7 +190,7 @@ def malicious_pickles() -> dict[str, tuple[bytes, str, str]]:
             b"\x80\x04" + _sg("builtins", "getattr") + _sg("builtins", "__import__")
             + b"\x8c\x02os\x85R\x8c\x06system\x86R\x8c\x04true\x85R.",
             "builtins.getattr",
-            "not in the allowlist",
+            "getattr of anything but a global and a constant name",
         ),
         "pickle_reduce_on_computed_callable": (
             b"\x80\x04" + _sg("builtins", "getattr") + _sg("builtins", "__import__")
@@ -332,3 +336,155 @@ def torch_like_zip(payload: bytes | None = None) -> bytes:
     if payload is not None:
         data_pkl = payload
     return zip_bytes([("archive/data.pkl", data_pkl), ("archive/data/0", struct.pack("<4f", 1, 2, 3, 4)), ("archive/version", b"3\n")])
+
+
+def safetensors_bytes() -> bytes:
+    """A safetensors file of one float32 tensor, written by hand (the format is an 8-byte length and JSON)."""
+    import json
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    return len(header).to_bytes(8, "little") + header + struct.pack("<2f", 1.0, 2.0)
+
+
+# -- the benign corpus: every estimator that fits on a small table, pandas, stdlib, numpy ----
+
+#: Parameters that make fitting on a 40-row table fast (set only where the estimator has them).
+_FAST = {"max_iter": 5, "n_estimators": 3, "n_init": 1, "cv": 2, "Cs": 2, "n_alphas": 3, "max_depth": 3,
+         "n_components": 2, "n_clusters": 2, "n_neighbors": 3, "n_resampling": 2, "max_trials": 3}
+_SKIP = {"TSNE"}  # a 250-iteration minimum: seconds, and it keeps no model
+
+
+def _table() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(40, 4))) + 0.1
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    return X, y
+
+
+def fitted_estimators() -> dict[str, Any]:
+    """Every classifier, regressor, transformer and clusterer of ``sklearn.utils.all_estimators()``
+    that fits on a small table (meta-estimators get a small base estimator), fitted."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+    from sklearn.utils import all_estimators
+
+    X, y = _table()
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, cls in all_estimators(type_filter=["classifier", "regressor", "transformer", "cluster"]):
+            if name in _SKIP:
+                continue
+            is_reg = "Regressor" in name or name.endswith(("Regression", "CV", "Net", "Lasso", "Lars", "SVR"))
+            base = (lambda: Ridge()) if is_reg else (lambda: LogisticRegression(max_iter=50))
+            tree = (lambda: DecisionTreeRegressor(max_depth=2)) if is_reg else (lambda: DecisionTreeClassifier(max_depth=2))
+            attempts: list[dict[str, Any]] = [{}, {"estimator": base()}, {"estimators": [("a", base()), ("b", tree())]},
+                                              {"transformers": [("s", "passthrough", [0, 1])]},
+                                              {"transformer_list": [("s", "passthrough")]}]
+            for extra in attempts:
+                try:
+                    est = cls(**extra)
+                    params = est.get_params(deep=False)
+                    est.set_params(**{k: v for k, v in _FAST.items() if k in params})
+                    yy = np.c_[y, 1 - y] if name.startswith("MultiTask") or name in ("CCA", "PLSCanonical", "PLSSVD") else y
+                    try:
+                        est.fit(X, yy)
+                    except (TypeError, ValueError):
+                        est.fit(X)
+                except Exception:  # noqa: BLE001 - an estimator that does not fit this table is left out
+                    continue
+                out[name] = est
+                break
+    return out
+
+
+def pandas_objects() -> dict[str, Any]:
+    """Series and DataFrames with each kind of index and of dtype."""
+    import pandas as pd
+
+    n = 4
+    indexes = {
+        "range": pd.RangeIndex(n),
+        "int": pd.Index([3, 1, 2, 0]),
+        "float": pd.Index([0.5, 1.5, 2.5, 3.5]),
+        "str": pd.Index(list("abcd")),
+        "object": pd.Index(["a", 1, 2.0, None], dtype=object),
+        "datetime": pd.date_range("2024-01-01", periods=n),
+        "datetime_tz": pd.date_range("2024-01-01", periods=n, tz="UTC"),
+        "timedelta": pd.timedelta_range("1D", periods=n),
+        "period": pd.period_range("2024-01", periods=n, freq="M"),
+        "categorical": pd.CategoricalIndex(list("abab")),
+        "interval": pd.interval_range(0, n),
+        "multi": pd.MultiIndex.from_product([["x", "y"], [1, 2]]),
+        "bool": pd.Index([True, False, True, False]),
+    }
+    columns = {
+        "int": np.arange(n), "float": np.linspace(0, 1, n), "bool": np.array([True, False] * 2),
+        "object": np.array(["a", None, 1, 2.5], dtype=object), "string": pd.array(list("wxyz"), dtype="string"),
+        "category": pd.Categorical(list("abab")), "datetime": pd.date_range("2024-01-01", periods=n),
+        "datetime_tz": pd.date_range("2024-01-01", periods=n, tz="Europe/Paris"),
+        "timedelta": pd.to_timedelta(np.arange(n), unit="s"), "period": pd.period_range("2024", periods=n, freq="Y"),
+        "interval": pd.arrays.IntervalArray.from_breaks(range(n + 1)), "Int64": pd.array([1, None, 3, 4], dtype="Int64"),
+        "Float64": pd.array([1.5, None, 3.0, 4.0], dtype="Float64"), "boolean": pd.array([True, None, False, True], dtype="boolean"),
+        "sparse": pd.arrays.SparseArray([0, 0, 1, 0]),
+    }
+    out: dict[str, Any] = {}
+    for iname, index in indexes.items():
+        out[f"frame_index_{iname}"] = pd.DataFrame({"v": np.arange(n)}, index=index)
+        out[f"series_index_{iname}"] = pd.Series(np.arange(n), index=index)
+    for cname, col in columns.items():
+        out[f"series_{cname}"] = pd.Series(col)
+    out["frame_all_dtypes"] = pd.DataFrame(columns)
+    return out
+
+
+def stdlib_values() -> dict[str, Any]:
+    """Standard-library value types that pickles commonly carry."""
+    import collections
+    import datetime as dt
+    import decimal
+    import fractions
+
+    tz = dt.timezone(dt.timedelta(hours=2), "X")
+    return {
+        "numbers": [1, -(2**70), 1.5, float("nan"), complex(1, -2), decimal.Decimal("1.10"), fractions.Fraction(1, 3), True],
+        "ranges": [range(10), range(1, 10, 3)],
+        "sets": [set([1, 2]), frozenset({"a"}), set()],
+        "bytes": [b"\x00\xff", bytearray(b"abc"), bytearray()],
+        "dates": [dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.datetime(2024, 1, 2, tzinfo=tz), dt.date(2024, 2, 29),
+                  dt.time(12, 30, tzinfo=dt.timezone.utc), dt.timedelta(days=-1, seconds=5), dt.timezone.utc, tz],
+        "containers": [collections.OrderedDict(a=1), collections.defaultdict(list, {"k": [1]}), (1, (2, (3,))), {"a": [None]}],
+        "slice": [slice(1, None, 2)],
+    }
+
+
+def numpy_values() -> dict[str, Any]:
+    """numpy arrays pickles carry: object arrays, structured, masked-free scalars, a random generator."""
+    return {
+        "object_array": np.array(["a", None, 1.5, (1, 2)], dtype=object),
+        "nested_object": np.array([np.arange(3), np.array(["x"])], dtype=object),
+        "structured": np.zeros(3, dtype=[("a", "<f8"), ("b", "<i4"), ("c", "U3")]),
+        "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "scalars": [np.float32(1.5), np.int64(-3), np.bool_(True), np.str_("s"), np.datetime64("2024-01-01")],
+        "generator": np.random.default_rng(1),
+        "random_state": np.random.RandomState(2),
+    }
+
+
+def torch_legacy_bytes() -> bytes:
+    """A file in torch.save's legacy format (``_use_new_zipfile_serialization=False``), written by hand:
+    pickles of the magic number, the protocol version and the system info, the object (a tensor
+    whose storage is a persistent id), the storage keys, then the storage's element count and bytes."""
+    magic = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+    version = pickle.dumps(1001, protocol=2)
+    sysinfo = pickle.dumps(
+        {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2
+    )
+    storage = b"(X\x07\x00\x00\x00storage" + b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04NtQ"
+    obj = (
+        b"\x80\x02ccollections\nOrderedDict\n)R"
+        b"X\x06\x00\x00\x00weightctorch._utils\n_rebuild_tensor_v2\n(" + storage
+        + b"K\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtRs."
+    )
+    keys = pickle.dumps(["0"], protocol=2)
+    return magic + version + sysinfo + obj + keys + struct.pack("<q", 4) + struct.pack("<4f", 1, 2, 3, 4)

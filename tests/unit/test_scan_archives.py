@@ -94,22 +94,30 @@ def test_rejects_tar_with_too_many_members() -> None:
     assert "more than 5 members (the limit)" in _reasons(data, "a.tar", max_members=5)
 
 
-def test_rejects_npy_with_object_dtype() -> None:
+def _object_npy(payload: bytes | None = None, dtype: object = object) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.array([1, None], dtype=object))
-    assert _reasons(buf.getvalue(), "a.npy") == ["object dtype: loading it needs pickle (allow_pickle=True)"]
+    np.save(buf, np.zeros(2, dtype=dtype) if dtype is not object else np.array([1, None], dtype=object))
+    data = buf.getvalue()
+    if payload is None:
+        return data
+    header_end = data.index(b"\n") + 1  # np.load(allow_pickle=True) unpickles what follows the header
+    return data[:header_end] + payload
 
 
-def test_rejects_npy_with_structured_object_field() -> None:
-    buf = io.BytesIO()
-    np.save(buf, np.zeros(2, dtype=[("a", "f8"), ("b", "O")]))
-    assert _reasons(buf.getvalue(), "a.npy") == ["object dtype: loading it needs pickle (allow_pickle=True)"]
+def test_accepts_npy_with_object_dtype_whose_pickle_is_benign() -> None:
+    assert _reasons(_object_npy(), "a.npy") == []
+    assert _reasons(_object_npy(dtype=[("a", "f8"), ("b", "O")]), "a.npy") == []
 
 
-def test_rejects_npz_with_object_member(tmp_path: Path) -> None:
-    np.savez(tmp_path / "a.npz", ok=np.arange(3), bad=np.array([None], dtype=object))
-    report = scan_bytes((tmp_path / "a.npz").read_bytes(), name="a.npz")
-    assert [f.file for f in report.findings] == ["a.npz!bad.npy"]
+def test_rejects_npy_with_object_dtype_whose_pickle_calls_os_system() -> None:
+    report = scan_bytes(_object_npy(PICKLE_SYSTEM), name="a.npy")
+    assert [f.what for f in report.findings] == ["os.system"]
+
+
+def test_rejects_npz_with_malicious_object_member(tmp_path: Path) -> None:
+    data = corpus.zip_bytes([("ok.npy", _object_npy()), ("bad.npy", _object_npy(PICKLE_SYSTEM))])
+    report = scan_bytes(data, name="a.npz")
+    assert [(f.file, f.what) for f in report.findings] == [("a.npz!bad.npy", "os.system")]
 
 
 def test_rejects_truncated_npy() -> None:

@@ -37,7 +37,7 @@ def test_cli_json_is_the_last_stdout_line(tmp_path: Path, capsys: pytest.Capture
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert doc["verdict"] == "unsafe"
     assert doc["reports"][0]["findings"][0]["what"] == "os.system"
-    assert doc["allowlist"]["version"] == 1 and doc["allowlist"]["extensions"] == []
+    assert doc["allowlist"]["version"] == 2 and doc["allowlist"]["extensions"] == []
 
 
 def test_cli_exits_2_for_a_missing_path(tmp_path: Path) -> None:

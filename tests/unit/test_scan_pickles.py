@@ -66,10 +66,12 @@ def test_rejects_joblib_truncated_inside_array_data(tmp_path: Path) -> None:
 
 
 def test_rejects_joblib_dtype_whose_elsize_differs_from_numpy(tmp_path: Path) -> None:
-    # A parser differential: the scanner must skip exactly the bytes joblib reads.
+    # A parser differential: the scanner must skip exactly the bytes joblib reads. It rebuilds
+    # the dtype with numpy (8 bytes per element, whatever elsize says), so it reads the
+    # hidden call where joblib.load would make it.
     report = scan_file(corpus.joblib_dtype_elsize_differential(tmp_path / "model.joblib"))
     assert report.verdict == "unsafe"
-    assert [f.what for f in report.findings] == ["NumpyArrayWrapper"], report.findings
+    assert "os.system" in [f.what for f in report.findings], report.findings
 
 
 def test_rejects_pickle_polyglot_with_zip_appended() -> None:

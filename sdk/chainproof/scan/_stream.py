@@ -22,6 +22,8 @@ from chainproof.scan.report import Finding
 _CHUNK = 1 << 16
 #: Skips longer than this seek in a regular file instead of reading (array payloads).
 _SEEK_OVER = 1 << 20
+#: Largest single read from the raw stream.
+_MAX_READ = 16 << 20
 
 
 class ScanAbort(Exception):
@@ -62,51 +64,70 @@ class _Stream:
         self.max_line = max_line
         self.what = what
         self.pos = 0
+        # Buffered bytes are self._buf[self._off:]: reads move the offset, never copy the rest.
         self._buf = b""
+        self._off = 0
         self._eof = False
 
+    def _limit(self) -> ScanAbort:
+        return ScanAbort(Finding(self.label, self.max_bytes, self.what, f"more than {self.max_bytes} bytes (the limit)"))
+
     def _fill(self, want: int) -> None:
-        # Read raw chunks until `want` bytes are buffered or the stream ends.
-        while len(self._buf) < want and not self._eof:
-            chunk = self.raw.read(max(_CHUNK, want - len(self._buf)))
+        # Read raw chunks until `want` bytes are buffered or the stream ends. A request
+        # past the limit reads at most one byte past it (never allocates what a length
+        # field claims), then aborts.
+        have = len(self._buf) - self._off
+        if have >= want or self._eof:
+            if self.pos + min(want, have) > self.max_bytes:
+                raise self._limit()
+            return
+        cap = self.max_bytes - self.pos + 1
+        target = min(want, cap)
+        parts = [self._buf[self._off :]] if have else []
+        while have < target and not self._eof:
+            chunk = self.raw.read(max(_CHUNK, min(target - have, _MAX_READ)))
             if not chunk:
                 self._eof = True
                 break
-            self._buf += chunk
-        if self.pos + min(want, len(self._buf)) > self.max_bytes:
-            raise ScanAbort(
-                Finding(self.label, self.max_bytes, self.what, f"more than {self.max_bytes} bytes (the limit)")
-            )
+            parts.append(chunk)
+            have += len(chunk)
+        self._buf = b"".join(parts)
+        self._off = 0
+        if self.pos + min(want, have) > self.max_bytes:
+            raise self._limit()
 
     def peek(self, n: int) -> bytes:
         """Return up to ``n`` next bytes without consuming them."""
         self._fill(n)
-        return self._buf[:n]
+        return self._buf[self._off : self._off + n]
 
     def read(self, n: int = -1) -> bytes:
         """Read ``n`` bytes (fewer at the end); ``-1`` reads to the end, within the limit."""
         if n is None or n < 0:
             n = self.max_bytes - self.pos + 1
         self._fill(n)
-        data, self._buf = self._buf[:n], self._buf[n:]
+        off = self._off
+        data = self._buf[off : off + n]
+        self._off = off + len(data)
         self.pos += len(data)
         return data
 
     def readline(self, size: int = -1) -> bytes:
         """Read up to and including the next newline, at most ``max_line`` bytes."""
-        start = 0
+        start = self._off
         while True:
             i = self._buf.find(b"\n", start)
             if i >= 0:
-                return self.read(i + 1)
-            if len(self._buf) > self.max_line:
+                return self.read(i + 1 - self._off)
+            have = len(self._buf) - self._off
+            if have > self.max_line:
                 raise ScanAbort(
-                    Finding(self.label, self.pos, "line", f"text argument longer than {self.max_line} bytes")
+                    Finding(self.label, self.pos, "line", f"text argument longer than {self.max_line} bytes (the limit)")
                 )
             if self._eof:
-                return self.read(len(self._buf))
-            start = len(self._buf)
-            self._fill(len(self._buf) + _CHUNK)
+                return self.read(have)
+            self._fill(have + _CHUNK)
+            start = self._off + have
 
     def skip(self, n: int) -> int:
         """Consume ``n`` bytes without keeping them; return how many were there."""
@@ -114,7 +135,7 @@ class _Stream:
             return self._seek_over(n)
         done = 0
         while done < n:
-            got = len(self.read(min(_CHUNK, n - done)))
+            got = len(self.read(min(_MAX_READ, n - done)))
             if not got:
                 break
             done += got
@@ -135,11 +156,9 @@ class _Stream:
         # same state as reading them: the same position, the same limit, and the same
         # count when the file is shorter than ``n`` (the caller reports the truncation).
         if self.pos + n > self.max_bytes:
-            raise ScanAbort(
-                Finding(self.label, self.max_bytes, self.what, f"more than {self.max_bytes} bytes (the limit)")
-            )
-        buffered = min(n, len(self._buf))
-        self._buf = self._buf[buffered:]
+            raise self._limit()
+        buffered = min(n, len(self._buf) - self._off)
+        self._off += buffered
         self.pos += buffered
         want = n - buffered
         if want and not self._eof:

@@ -10,15 +10,20 @@ Example:
     ['path traversal: the name climbs out of the archive']
 
 Refused: names that climb out (``..``) or are absolute, symbolic and hard
-links, devices, duplicate names, encrypted members, more members than the limit,
-and members that expand past the size or ratio limits (counted on the bytes
-actually read, not the sizes the archive declares). Every regular member is
-scanned by content, recursively, to a bounded depth.
+links, devices, duplicate names (also after normalising separators), encrypted
+members, more members than the limit, and members that expand past the size or
+ratio limits (counted on the bytes actually read, not the sizes the archive
+declares). A zip is read two ways by different tools (its central directory,
+or its local headers in order), so the two must agree: every local header has
+the name, method, flags, CRC and sizes its directory entry says, members tile
+the file from byte 0 to the central directory with no gap or overlap. Every
+regular member is scanned by content, recursively, to a bounded depth.
 """
 
 from __future__ import annotations
 
 import stat
+import struct
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -115,6 +120,18 @@ def scan_zip(
             findings.append(Finding(label, None, "members", f"{len(infos)} members exceed the limit of {limits.max_members}"))
             return "zip"
         names = [i.filename for i in infos]
+        layout = _check_layout(fileobj, archive, infos, label)
+        if layout:
+            findings.extend(layout)
+            return "zip"
+        normalized: dict[str, str] = {}
+        for n in names:
+            key = _normal(n)
+            if key in normalized and normalized[key] != n:
+                findings.append(
+                    Finding(f"{label}!{n}", None, n, f"duplicate name: {normalized[key]!r} and {n!r} are the same path")
+                )
+            normalized.setdefault(key, n)
         kind = _zip_kind(names)
         torch_prefix = _torch_prefix(names) if kind == "pytorch" else None
         declared = 0
@@ -169,6 +186,98 @@ def scan_zip(
         if torch_prefix is not None:
             facts["pytorch_prefix"] = torch_prefix
         return kind
+
+
+def _normal(name: str) -> str:
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    return "/".join(parts)
+
+
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+
+
+def _zip64_sizes(extra: bytes) -> tuple[int, int] | None:
+    # The zip64 extra field (id 1) of a local header: uncompressed, then compressed size.
+    i = 0
+    while i + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, i)
+        if tag == 1 and size >= 16:
+            return struct.unpack_from("<QQ", extra, i + 4)
+        i += 4 + size
+    return None
+
+
+def _check_layout(fileobj: BinaryIO, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], label: str) -> list[Finding]:
+    """Check that the central directory and the local headers describe the same members."""
+    out: list[Finding] = []
+    spans: list[tuple[int, int, str]] = []
+    fileobj.seek(0, 2)
+    size = fileobj.tell()
+    for info in infos:
+        member = f"{label}!{info.filename}"
+        fileobj.seek(info.header_offset)
+        head = fileobj.read(_LOCAL.size)
+        if len(head) < _LOCAL.size or head[:4] != b"PK\x03\x04":
+            out.append(Finding(member, info.header_offset, info.filename, "central directory points where there is no local header"))
+            continue
+        _, _, flags, method, _, _, crc, csize, usize, nlen, elen = _LOCAL.unpack(head)
+        name = fileobj.read(nlen)
+        extra = fileobj.read(elen)
+        want = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        problems = []
+        if name != want:
+            problems.append(f"name {name[:60]!r} in the local header")
+        if method != info.compress_type:
+            problems.append(f"compression {method} in the local header, {info.compress_type} in the directory")
+        if (flags ^ info.flag_bits) & 0x9:
+            problems.append("encryption or data-descriptor flags differ")
+        if not flags & 0x8:
+            if 0xFFFFFFFF in (csize, usize):
+                z64 = _zip64_sizes(extra)
+                if z64 is not None:
+                    usize, csize = z64
+            if (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
+                problems.append("CRC or sizes in the local header differ from the directory")
+        start = info.header_offset + _LOCAL.size + nlen + elen
+        end = start + info.compress_size
+        if flags & 0x8 and not problems:
+            end = _descriptor_end(fileobj, end, info)
+            if end is None:
+                problems.append("no data descriptor matching the directory after the data")
+        if problems:
+            out.append(Finding(member, info.header_offset, info.filename, "local header disagrees with the central directory: " + "; ".join(problems)))
+            continue
+        spans.append((info.header_offset, end, info.filename))
+    if out:
+        return out
+    spans.sort()
+    at = 0
+    for begin, end, name in spans:
+        if begin < at:
+            out.append(Finding(f"{label}!{name}", begin, name, "members overlap (one byte range read as two members)"))
+        elif begin > at:
+            out.append(Finding(label, at, "zip", f"{begin - at} bytes between members that no directory entry describes"))
+        at = max(at, end)
+    start_dir = getattr(archive, "start_dir", None)
+    if isinstance(start_dir, int) and start_dir != at and not out:
+        out.append(Finding(label, at, "zip", f"{start_dir - at} bytes between the last member and the central directory"))
+    if at > size:
+        out.append(Finding(label, size, "zip", "members extend past the end of the file"))
+    return out
+
+
+def _descriptor_end(fileobj: BinaryIO, at: int, info: zipfile.ZipInfo) -> int | None:
+    fileobj.seek(at)
+    raw = fileobj.read(28)
+    off = 4 if raw[:4] == b"PK\x07\x08" else 0
+    if len(raw) < off + 12 or struct.unpack_from("<I", raw, off)[0] != info.CRC:
+        return None
+    if struct.unpack_from("<II", raw, off + 4) == (info.compress_size & 0xFFFFFFFF, info.file_size & 0xFFFFFFFF):
+        if info.compress_size < 0xFFFFFFFF and info.file_size < 0xFFFFFFFF:
+            return at + off + 12
+    if len(raw) >= off + 20 and struct.unpack_from("<QQ", raw, off + 4) == (info.compress_size, info.file_size):
+        return at + off + 20
+    return None
 
 
 def _zip_kind(names: list[str]) -> str:

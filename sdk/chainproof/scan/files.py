@@ -32,7 +32,7 @@ from chainproof.errors import InputError
 from chainproof.scan import archives, numpy_files, skops_files
 from chainproof.scan._stream import ScanAbort, _Stream
 from chainproof.scan.allowlist import Allowlist
-from chainproof.scan.pickles import IMPORT_OPCODES, looks_importable, scan_pickle
+from chainproof.scan.pickles import FORK_WINDOW, IMPORT_OPCODES, _Global, looks_importable, scan_pickle
 from chainproof.scan.report import Finding, ScanLimits, ScanReport
 from chainproof.scan.tabular import scan_csv
 
@@ -40,6 +40,15 @@ __all__ = ["scan_bytes", "scan_file", "scan_path"]
 
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
+#: torch.save's legacy format starts with a pickle of this number (torch/serialization.py MAGIC_NUMBER).
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+#: Bytes per element of each storage type the legacy format writes.
+_TORCH_ELEMENT = {
+    "FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+}
+#: A text file's walk as a pickle may stop this many opcodes in (a CSV line read as GLOBAL).
+_TEXT_OPCODES = 2
 
 
 def scan_path(
@@ -157,6 +166,13 @@ class _Scanner:
         except ScanAbort as exc:
             self.findings.append(exc.finding)
             kind = "unknown"
+        except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - fail closed, with a verdict
+            # A reader the scanner relies on failed in a way no check above names: the
+            # file is unsafe (never an error of the scan), and the finding says where.
+            self.findings.append(
+                Finding(label, stream.pos, "scanner", f"cannot be scanned ({type(exc).__name__}: {str(exc)[:120]})")
+            )
+            kind = "unknown"
         # A file that is also a zip (its directory at the end) loads as a zip
         # wherever a loader checks for one first (torch.load does).
         if kind not in ("zip", "npz", "skops", "pytorch") and not kind.startswith("tar"):
@@ -188,26 +204,56 @@ class _Scanner:
         head = stream.peek(512)
         if not head:
             return "empty"
-        if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        if head[0] == 0x80:
+            return self._pickle(stream, label, facts)
+        container = _container_kind(head)
+        if container is None:
+            return self._other(stream, label, name, facts, csv_path)
+        # What the content is decides, never the extension; and byte 0 of every file
+        # is also read as a pickle, since pickle.load and joblib.load would read it so.
+        self._probe_as_pickle(stream, label, container)
+        if container == "zip":
             return self._zip(stream, label, depth, facts, seekable)
-        if head.startswith(b"\x93NUMPY"):
-            return numpy_files.scan_npy(stream, label=label, findings=self.findings, facts=facts)
-        codec = _codec(head)
-        if codec is not None:
-            return self._compressed(stream, label, depth, name, facts, codec)
-        if len(head) >= 262 and head[257:262] == b"ustar":
+        if container == "npy":
+            def rest(inner: _Stream) -> None:
+                result = scan_pickle(inner, label=label, allowlist=self.allowlist, limits=self.limits, joblib=False)
+                self.findings.extend(result.findings)
+                facts["globals"] = sorted(result.globals)
+
+            return numpy_files.scan_npy(stream, label=label, findings=self.findings, facts=facts, scan_pickle=rest)
+        if container == "tar":
             return archives.scan_tar(
                 stream, label=label, depth=depth, limits=limits, findings=self.findings,
                 scan_member=self._member, facts=facts,
             )
-        if head.startswith(b"ZF"):
+        if container == "joblib-legacy":
             self.findings.append(Finding(label, 0, "ZF", "legacy joblib (< 0.9.3) compressed format is not supported"))
             return "joblib-legacy"
-        if _looks_safetensors(head):
+        if container == "safetensors":
             return self._safetensors(stream, label, facts)
-        if head[0] == 0x80:
-            return self._pickle(stream, label, facts)
-        return self._other(stream, label, name, facts, csv_path)
+        return self._compressed(stream, label, depth, name, facts, container)
+
+    def _probe_as_pickle(self, stream: _Stream, label: str, kind: str) -> None:
+        """Read the first bytes of a container as a pickle: a polyglot is refused."""
+        window = stream.peek(FORK_WINDOW)
+        sub = _Stream(io.BytesIO(window), label=label, max_bytes=len(window) + 1, max_line=self.limits.max_line_bytes)
+        result = scan_pickle(sub, label=label, allowlist=self.allowlist, limits=self.limits, expect_eof=False, probe=True)
+        if result.complete:
+            self.findings.append(
+                Finding(label, 0, "polyglot", f"a {kind} whose first {result.end} bytes are also a complete pickle (pickle.load reads them)")
+            )
+            self.findings.extend(result.findings)
+            return
+        if result.stop == "refused":
+            self.findings.extend(result.findings)
+            return
+        if len(window) == FORK_WINDOW and sub.at_eof():
+            self.findings.append(
+                Finding(label, 0, "polyglot", f"the first {FORK_WINDOW} bytes of this {kind} parse as a pickle")
+            )
+            return
+        # Before the point where every loader stops, whatever would be imported or called counts.
+        self.findings.extend(_importing(result.findings, result.modules))
 
     def _member(self, stream: _Stream, label: str, depth: int, name: str) -> str:
         sub: dict[str, Any] = {}
@@ -216,8 +262,16 @@ class _Scanner:
     # -- pickles ----------------------------------------------------------
 
     def _pickle(self, stream: _Stream, label: str, facts: dict[str, Any], *, persid_check: Any = None) -> str:
-        result = scan_pickle(stream, label=label, allowlist=self.allowlist, limits=self.limits, persid_check=persid_check)
+        result = scan_pickle(
+            stream, label=label, allowlist=self.allowlist, limits=self.limits, persid_check=persid_check, expect_eof=False
+        )
         self.findings.extend(result.findings)
+        if result.complete and not stream.at_eof():
+            if result.value == _TORCH_MAGIC and not result.findings:
+                return self._torch_legacy(stream, label, facts)
+            self.findings.append(
+                Finding(label, stream.pos, "STOP", "bytes after the end of the pickle (a second payload or another format)")
+            )
         facts.update(
             {"protocol": result.protocol, "globals": sorted(result.globals), "inline_arrays": result.inline_arrays}
         )
@@ -226,23 +280,70 @@ class _Scanner:
         )
         return "joblib" if joblib_file else "pickle"
 
+    def _torch_legacy(self, stream: _Stream, label: str, facts: dict[str, Any]) -> str:
+        """The legacy ``torch.save`` format: pickles of the magic number, the protocol version,
+        the system info, the object (storages as persistent ids) and the storage keys, then each
+        storage's raw bytes (an 8-byte element count, then the elements)."""
+        storages: dict[str, str] = {}
+
+        def check(pid: Any) -> str | None:
+            # torch.save (legacy) writes ('storage', StorageType, key, location, numel, view_metadata).
+            if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage":
+                return "persistent id is not a PyTorch storage reference"
+            storage_type, key = pid[1], pid[2]
+            if not isinstance(storage_type, _Global) or storage_type.module != "torch" or storage_type.name not in _TORCH_ELEMENT:
+                return "storage type is not a torch storage class"
+            if not isinstance(key, str) or not isinstance(pid[3], str):
+                return "storage key or location is not a string"
+            if storages.setdefault(key, storage_type.name) != storage_type.name:
+                return f"storage {key!r} is declared with two types"
+            return None
+
+        parts: list[tuple[str, Any]] = [("protocol version", None), ("system info", None), ("object", check), ("storage keys", None)]
+        results = []
+        for what, persid in parts:
+            r = scan_pickle(
+                stream, label=label, allowlist=self.allowlist, limits=self.limits, joblib=False,
+                persid_check=persid, expect_eof=False,
+            )
+            self.findings.extend(r.findings)
+            results.append(r)
+            if not r.complete:
+                return "pytorch-legacy"
+        if results[0].value != 1001:
+            self.findings.append(Finding(label, None, "protocol", f"PyTorch legacy protocol version is not 1001 ({results[0].value!r})"))
+            return "pytorch-legacy"
+        keys = results[3].value
+        if not isinstance(keys, list) or set(keys) != set(storages):
+            self.findings.append(Finding(label, stream.pos, "storages", "storage keys do not match the storages the object references"))
+            return "pytorch-legacy"
+        for key in keys:
+            at = stream.pos
+            count = stream.read(8)
+            n = int.from_bytes(count, "little") * _TORCH_ELEMENT[storages[key]]
+            if len(count) < 8 or n > self.limits.max_decompressed_bytes or stream.skip(n) != n:
+                self.findings.append(Finding(label, at, "storage", f"storage {key!r} is truncated"))
+                return "pytorch-legacy"
+        if not stream.at_eof():
+            self.findings.append(Finding(label, stream.pos, "storage", "bytes after the last storage (a second payload)"))
+        facts["globals"] = sorted(set().union(*(r.globals for r in results)))
+        return "pytorch-legacy"
+
     def _other(
         self, stream: _Stream, label: str, name: str, facts: dict[str, Any], csv_path: Path | None
     ) -> str:
-        # Protocol 0 and 1 pickles have no magic: walk the stream as a pickle
-        # and keep the verdict if it is one, or if it names anything importable
-        # before it fails (the unpickler would import that before failing).
+        # Protocol 0 and 1 pickles have no magic: walk the stream as a pickle. It is
+        # text only when the walk stops where every unpickler stops, within its first
+        # opcodes, without having named anything importable or called anything.
         probe = stream.peek(self.limits.max_text_probe_bytes)
         text = b"\x00" not in probe and _utf8_prefix(probe)
         result = scan_pickle(stream, label=label, allowlist=self.allowlist, limits=self.limits, expect_eof=True)
-        # Before the parse error (the last finding), keep what could import:
-        # names shaped like importable globals, and every other dangerous opcode.
-        before = result.findings if result.complete else result.findings[:-1]
-        importing = [f for f in before if not _is_global_finding(f) or looks_importable(f.what)]
-        if result.complete:
+        if result.complete or result.stop == "refused":
             self.findings.extend(result.findings)
             facts.update({"protocol": result.protocol, "globals": sorted(result.globals)})
             return "pickle"
+        # A persistent id only matters to a loader that reads the pickle to its end.
+        importing = [f for f in _importing(result.findings, result.modules) if f is not result.stop_finding and f.what not in ("PERSID", "BINPERSID")]
         if importing:
             self.findings.extend(importing)
             self.findings.append(
@@ -250,15 +351,24 @@ class _Scanner:
             )
             facts["globals"] = sorted(result.globals)
             return "pickle"
-        if text:
+        stop = result.stop_finding
+        if text and result.opcodes <= _TEXT_OPCODES:
             if csv_path is not None and name.lower().endswith((".csv", ".tsv")):
                 report = scan_csv(csv_path, name=label)
                 self.findings.extend(report.findings)
                 facts.update(report.facts)
                 return "csv"
             return "text"
-        self.findings.append(Finding(label, 0, "format", "unrecognised binary format: cannot be scanned"))
-        return "unknown"
+        if result.opcodes == 0 or stop is None:
+            self.findings.append(Finding(label, 0, "format", "unrecognised binary format: cannot be scanned"))
+            return "unknown"
+        self.findings.append(
+            Finding(
+                label, stop.offset, stop.what,
+                f"starts like a pickle ({result.opcodes} opcodes) and cannot be walked to STOP: {stop.reason}",
+            )
+        )
+        return "pickle"
 
     # -- containers ---------------------------------------------------------
 
@@ -285,7 +395,10 @@ class _Scanner:
             skops_files.check_skops(data, label=label, allowlist=self.allowlist, findings=self.findings, facts=facts)
         elif kind == "pytorch":
             fileobj.seek(0)
-            self._torch(fileobj, label, facts)
+            try:
+                self._torch(fileobj, label, facts)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, KeyError) as exc:
+                self.findings.append(Finding(label, None, "pytorch", f"unreadable PyTorch archive ({exc})"))
         return kind
 
     def _torch(self, fileobj: BinaryIO, label: str, facts: dict[str, Any]) -> None:
@@ -351,7 +464,7 @@ class _Scanner:
         size = int.from_bytes(stream.read(8), "little")
         try:
             header = json.loads(stream.read(size))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             self.findings.append(Finding(label, 8, "header", f"malformed safetensors header ({exc})"))
             return "safetensors"
         if not isinstance(header, dict):
@@ -362,6 +475,28 @@ class _Scanner:
 
 def _is_global_finding(f: Finding) -> bool:
     return f.reason.split(":")[0] in IMPORT_OPCODES and "not in the allowlist" in f.reason
+
+
+def _importing(findings: list[Finding], modules: dict[str, str]) -> list[Finding]:
+    # Names no module could have (a line of a CSV read as GLOBAL) import nothing.
+    return [f for f in findings if not _is_global_finding(f) or looks_importable(modules.get(f.what, f.what))]
+
+
+def _container_kind(head: bytes) -> str | None:
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    codec = _codec(head)
+    if codec is not None:
+        return codec
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head.startswith(b"ZF"):
+        return "joblib-legacy"
+    if _looks_safetensors(head):
+        return "safetensors"
+    return None
 
 
 def _codec(head: bytes) -> str | None:
@@ -424,8 +559,6 @@ class _ZlibReader:
 
 
 def _torch_persid(storages: set[str], allowlist: Allowlist) -> Any:
-    from chainproof.scan.pickles import _Global
-
     def check(pid: Any) -> str | None:
         # torch.save writes ('storage', StorageType, key, location, numel).
         if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage":
