@@ -161,7 +161,7 @@ def _load_model(source: Path, result: VerificationResult, prefix: str,
         raise ArtifactRefused(str(source), "model folder does not exist")
     checks: list[str] = []
     producer = "the chain"
-    # (2) Hash what is at the location now: a file swapped since the last verification is refused here.
+    # Serving step 2: hash what is at the location now: a file swapped since the last verification is refused here.
     check_artifacts(result.model_files, digest_tree(source, prefix=prefix), producer=producer, what="model")
     private = _private_copy(source, prefix, workdir)
     try:
@@ -169,7 +169,7 @@ def _load_model(source: Path, result: VerificationResult, prefix: str,
         copied = digest_tree(private, prefix=prefix)
         check_artifacts(result.model_files, copied, producer=producer, what="model")
         checks.append(f"serve: {len(copied)} model files copied privately, sha256:{manifest_digest(copied)[:16]} as attested")
-        # (3) The scanner reads every file; nothing is unpickled before it passes.
+        # Serving step 3: the scanner reads every file; nothing is unpickled before it passes.
         checks.append(_refuse_unsafe(scan_path(private), prefix))
         contract_path = private / _FEATURES
         if not contract_path.is_file():
@@ -185,7 +185,7 @@ def _load_model(source: Path, result: VerificationResult, prefix: str,
             raise ArtifactRefused(f"{prefix}/{_MODEL_FILE}", "missing from the verified model")
         import joblib
 
-        # (5) Verified (digest), scanned (allowlist), private: now, and only now, loaded.
+        # Serving step 5: verified (digest), scanned (allowlist), private: now, and only now, loaded.
         estimator = joblib.load(model_file)
         checks.append(f"serve: {prefix}/{_MODEL_FILE} loaded ({type(estimator).__name__}, {len(features)} features)")
     except BaseException:

@@ -257,8 +257,19 @@ def build_model(served: ServedModel, *, monitor: Any = None) -> Any:
             except (ColumnError, InputError) as exc:
                 raise _bad(exc.diagnostics()) from exc
             estimator = self.served.estimator
-            predictions = estimator.predict(x)
-            scores = model_scores(estimator, x) if self.monitor is not None else None
+            scores = None
+            if self.monitor is None:
+                predictions = estimator.predict(x)
+            elif hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_"):
+                import numpy as np
+
+                # One pass over the model for both: a classifier's predict is the argmax of its probabilities.
+                proba = np.asarray(estimator.predict_proba(x), dtype=float)
+                predictions = np.asarray(estimator.classes_)[np.argmax(proba, axis=1)]
+                scores = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
+            else:
+                predictions = estimator.predict(x)
+                scores = model_scores(estimator, x)
             if self.monitor is not None:
                 self._observe(x, scores)
             return _pythonic(predictions), scores
