@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = 100 if args.quick else 1000
     chains = [_reference(work)]
     t0 = time.perf_counter()
-    chains.append(_forest(work, rows=2000 if args.quick else 20000, trees=10 if args.quick else 300))
+    chains.append(_forest(work, rows=2000 if args.quick else 20000, trees=10 if args.quick else 600))
     chains[-1]["train_s"] = round(time.perf_counter() - t0, 1)
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                "cores": os.cpu_count(), "mode": "quick" if args.quick else "full", "chains": []}

@@ -84,8 +84,19 @@ def _load_verified(args: argparse.Namespace) -> Any:
         from chainproof.registry import LocalModelRegistry
 
         registry = LocalModelRegistry(args.registry)
+    source = getattr(args, "model_source", None)
+    options = None
+    if source:
+        import os
+
+        from chainproof.storage import FetchOptions
+
+        # The CLI reads the environment: a non-AWS S3 endpoint (https) and a CA bundle for https sources.
+        options = FetchOptions(s3_endpoint=os.environ.get("CHAINPROOF_S3_ENDPOINT", FetchOptions.s3_endpoint),
+                               ca_file=os.environ.get("CHAINPROOF_CA_FILE") or None)
     return load_verified(args.ref, trusted_owner_keys=_trusted_keys(args.owner_key), registry=registry,
-                         model_dir=args.model)
+                         model_dir=args.model, model_source=source, model_sha256=getattr(args, "model_sha256", None),
+                         fetch_options=options)
 
 
 def _thresholds(args: argparse.Namespace) -> Any:
@@ -194,6 +205,10 @@ def add_parsers(sub: Any) -> None:
     srv = sub.add_parser("serve", help="serve a model over KServe's V1/V2 REST only after its chain verifies "
                                        "(needs the serve extra)")
     _add_source(srv)
+    srv.add_argument("--model-source", metavar="URI",
+                     help="with a bundle folder: fetch the model first from s3://, gs:// or https:// (each file pinned "
+                          "by the digest the verified chain attests; CHAINPROOF_S3_ENDPOINT, CHAINPROOF_CA_FILE)")
+    srv.add_argument("--model-sha256", metavar="HEX", help="with --model-source: the model's pinned manifest SHA-256")
     srv.add_argument("--host", default="0.0.0.0", help="listening address (default 0.0.0.0, as KServe)")
     srv.add_argument("--port", type=int, default=8080)
     srv.add_argument("--window", type=int, default=1000, help="rows in the drift window (default 1000)")

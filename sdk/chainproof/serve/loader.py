@@ -38,7 +38,7 @@ from chainproof.digests import digest_tree, manifest_digest
 from chainproof.errors import ArtifactRefused, InputError
 from chainproof.verify import VerificationResult, check_artifacts
 
-__all__ = ["ServedModel", "load_verified", "served_name"]
+__all__ = ["ServedModel", "fetch_attested_model", "load_verified", "served_name"]
 
 _FEATURES = "features.json"
 _MODEL_FILE = "model.joblib"
@@ -207,12 +207,78 @@ def _profile(bundle: Path, result: VerificationResult) -> tuple[dict[str, Any] |
     return profile, f"drift: {PROFILE_PRODUCT} matches the digest {record.name} attests ({len(profile['features'])} features)"
 
 
+def fetch_attested_model(
+    bundle: Path,
+    source_uri: str,
+    *,
+    trusted_owner_keys: Mapping[str, Any],
+    dest: Path,
+    expected_manifest_sha256: str | None = None,
+    options: Any = None,
+) -> Path:
+    """Fetch a bundle's model from ``s3://``, ``gs://``, ``https://`` (or a folder) through secure ingest.
+
+    The layout is checked against the trusted owner keys and the links against the layout first
+    (checks (1)-(7)); each model file the verified chain attests is then fetched as
+    ``SOURCE/NAME`` with :func:`chainproof.storage.fetch`, pinned to the digest the chain records
+    for it (and the whole folder to ``expected_manifest_sha256`` when given), into ``dest``. The
+    full verification runs again on the fetched folder before anything is loaded.
+
+    Args:
+        bundle: the evidence bundle folder.
+        source_uri: the model folder's URI (``s3://BUCKET/PREFIX/``, ``gs://...``, ``https://...``).
+        trusted_owner_keys: the owner keys to trust, by key id.
+        dest: a new private folder for the model (must not exist).
+        expected_manifest_sha256: an extra pin: the manifest digest of the model files.
+        options: :class:`chainproof.storage.FetchOptions` (endpoints, CA bundle, retries).
+
+    Returns:
+        The fetched model folder.
+
+    Raises:
+        VerificationError: the chain does not verify, or a fetched object is not the attested bytes.
+        InputError: a malformed URI.
+
+    Side effects:
+        Downloads every model file.
+    """
+    from urllib.parse import quote
+
+    from chainproof.policy import layout_extensions
+    from chainproof.storage import FetchOptions, fetch, redact_uri
+    from chainproof.verify import LAYOUT_FILE, LINKS_DIR, load_layout, products_with_prefix
+    from chainproof.verify import verify_chain_links, verify_layout_signature
+    from chainproof.errors import DigestMismatch
+
+    envelope, layout = load_layout((bundle / LAYOUT_FILE).read_bytes())
+    verify_layout_signature(envelope, trusted_owner_keys)
+    records = verify_chain_links(layout, bundle / LINKS_DIR)
+    prefix = str(layout_extensions(layout).get("model_prefix") or "model")
+    producer, attested = products_with_prefix(records, f"{prefix}/")
+    if dest.exists():
+        raise InputError(f"{dest}: the fetch folder must not exist yet")
+    dest.mkdir(parents=True, mode=0o700)
+    base = source_uri.rstrip("/")
+    for name, digest in sorted(attested.items()):
+        rel = name[len(prefix) + 1:]
+        # Pinned by the digest the verified chain records: a swapped object is refused in quarantine.
+        fetch(f"{base}/{quote(rel)}", dest_dir=dest, expected_sha256=digest, name=rel, options=options or FetchOptions())
+    if expected_manifest_sha256:
+        actual = manifest_digest(digest_tree(dest, prefix=prefix))
+        if actual != expected_manifest_sha256:
+            raise DigestMismatch(redact_uri(source_uri), expected_manifest_sha256, actual, context="--model-sha256")
+    return dest
+
+
 def load_verified(
     reference: str,
     *,
     trusted_owner_keys: Mapping[str, Any],
     registry: Any = None,
     model_dir: str | Path | None = None,
+    model_source: str | None = None,
+    model_sha256: str | None = None,
+    fetch_options: Any = None,
     workdir: str | Path | None = None,
     on_bundle: Callable[[Any], None] | None = None,
 ) -> ServedModel:
@@ -223,6 +289,11 @@ def load_verified(
         trusted_owner_keys: the owner keys to trust, by key id (never taken from the bundle).
         registry: the registry holding ``reference`` (for a registry reference).
         model_dir: with a bundle folder, the model folder (default: the one ``bundle.json`` records).
+        model_source: with a bundle folder, fetch the model from this URI first
+            (:func:`fetch_attested_model`); it is then served from the private download.
+        model_sha256: with ``model_source``, the model's pinned manifest digest (optional: the
+            verified chain pins every file anyway).
+        fetch_options: :class:`chainproof.storage.FetchOptions` for ``model_source``.
         workdir: where downloads and private copies go (default: the temporary folder).
         on_bundle: passed to :func:`chainproof.registry.verify_registered`.
 
@@ -240,14 +311,16 @@ def load_verified(
     from chainproof.verify import load_layout, read_bundle_index, verify_bundle
 
     work = Path(workdir) if workdir else None
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
     name: str | None
     if reference.startswith(("local://", "vertex://")):
         from chainproof.registry import verify_registered
 
         if registry is None:
             raise InputError(f"{reference}: a registry reference needs --registry")
-        if model_dir is not None:
-            raise InputError("--model goes with a bundle folder; a registry reference names its own model")
+        if model_dir is not None or model_source is not None:
+            raise InputError("--model and --model-source go with a bundle folder; a registry reference names its own model")
         located: list[Any] = []
 
         def where(entry: Any) -> None:
@@ -265,6 +338,15 @@ def load_verified(
         name = str(entry.name)
     else:
         bundle = Path(reference)
+        if model_source is not None:
+            if model_dir is not None:
+                raise InputError("--model and --model-source: give one")
+            if not (bundle / "root.layout").is_file():
+                raise InputError(f"{bundle}: no root.layout; not an evidence bundle")
+            fetch_base = Path(tempfile.mkdtemp(prefix="chainproof-fetch-", dir=str(work) if work else None))
+            model_dir = fetch_attested_model(bundle, model_source, trusted_owner_keys=trusted_owner_keys,
+                                             dest=fetch_base / "model", expected_manifest_sha256=model_sha256,
+                                             options=fetch_options)
         result = verify_bundle(bundle, trusted_owner_keys=trusted_owner_keys, model_dir=model_dir)
         if model_dir is not None:
             source = Path(model_dir)
