@@ -417,6 +417,9 @@ def _step_spec(
                     products += [["MODIFY", f"{output}/*"], ["ALLOW", f"{output}/*"]]
             elif kind == "metrics":
                 products.append(["CREATE", f"metrics/{output}.json"])
+    if role == "train":
+        # The drift reference profile (chainproof.drift), evidence the training step writes.
+        products.append(["CREATE", "reports/profile.json"])
     if role == "sign":
         products += [["REQUIRE", "attestations/model.sig"], ["REQUIRE", "attestations/provenance.json"],
                      ["CREATE", "attestations/*"]]

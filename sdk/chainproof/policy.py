@@ -130,8 +130,8 @@ REFERENCE_STEPS: tuple[StepSpec, ...] = (
     _spec(
         _TRAIN,
         [["REQUIRE", RUN_ID], _match(RUN_ID, _INGEST), _match("dataset/*", _INGEST), ["DISALLOW", "*"]],
-        [["CREATE", "model/*"], ["CREATE", "metrics/*"], ["DISALLOW", "*"]],
-        "Train the model on the verified dataset.",
+        [["CREATE", "model/*"], ["CREATE", "metrics/*"], ["CREATE", "reports/profile.json"], ["DISALLOW", "*"]],
+        "Train the model on the verified dataset; write its drift reference profile.",
     ),
     _spec(
         _SIGN,
@@ -150,6 +150,7 @@ REFERENCE_STEPS: tuple[StepSpec, ...] = (
             ["REQUIRE", RUN_ID],
             _match(RUN_ID, _INGEST),
             _match("dataset/*", _INGEST),
+            _match("reports/profile.json", _TRAIN),
             _match("reports/*", _INGEST),
             _match("model/*", _TRAIN),
             _match("metrics/*", _TRAIN),

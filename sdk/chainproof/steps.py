@@ -528,6 +528,10 @@ def train_work(
     contract = {"task": result.task, "target": result.target, "features": result.features,
                 "classes": list(result.classes)}
     write_atomic(model_out / FEATURES_FILE, (json.dumps(contract, indent=2, sort_keys=True) + "\n").encode())
+    # The drift reference profile is evidence of this step (kept in the bundle, attested by its link).
+    from chainproof.drift import PROFILE_PRODUCT
+
+    ctx.add_evidence(PROFILE_PRODUCT, result.profile)
     ctx.parameters.update({
         "target_column": target_column,
         "task": result.task,

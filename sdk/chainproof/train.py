@@ -177,6 +177,9 @@ class TrainResult:
         task: ``classification`` or ``regression`` (what ``auto`` resolved to).
         target: the target column.
         classes: the class labels (classification), else empty.
+        profile: the reference profile of the training data for drift monitoring
+            (:func:`chainproof.drift.build_profile`: quantile bins, category frequencies, the
+            held-out score distribution; no raw rows).
     """
 
     model_path: Path
@@ -185,6 +188,7 @@ class TrainResult:
     task: str = "classification"
     target: str = ""
     classes: list[str] = field(default_factory=list)
+    profile: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -740,10 +744,18 @@ def train_table(
         **_metrics(pipeline, resolved, x_test, y_test),
     }
     features = _describe(names, kinds, pipeline)
+    from chainproof.drift import build_profile, model_scores
+
+    # The drift reference: the training table's bins and the model's scores on held-out rows
+    # (what serving sees is new data, not the rows the model was fitted on).
+    fitted = list(getattr(pipeline, "classes_", []))
+    score_kind = ("regression prediction" if resolved == "regression"
+                  else f"P({fitted[1]})" if len(fitted) == 2 else "top class probability")
+    profile = build_profile(x, features=features, scores=model_scores(pipeline, x_test), score_kind=score_kind)
     path = _dump(pipeline, Path(model_dir), joblib)
     return TrainResult(
         model_path=path, metrics=metrics, features=features, task=resolved, target=target,
-        classes=[str(c) for c in classes],
+        classes=[str(c) for c in classes], profile=profile,
     )
 
 

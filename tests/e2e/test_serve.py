@@ -1,0 +1,342 @@
+"""chainproof serve: verify, scan, then load, behind KServe's real REST server.
+
+KServe binds 0.0.0.0, so every server here runs inside a fresh network namespace
+(``unshare -rn``, loopback only) together with its client; nothing listens on the host.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("kserve")
+
+from chainproof.runner import SAMPLE  # noqa: E402
+
+PORT = 8080
+CHAINPROOF = str(Path(sys.executable).with_name("chainproof"))
+
+
+def _namespaces_work() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-rn", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _namespaces_work(), reason="needs unshare -rn (user and network namespaces)")
+
+_CLIENT = textwrap.dedent('''
+    import json, os, socket, sys, time, urllib.request, urllib.error
+    BASE = "http://127.0.0.1:%d"
+    SERVER_PID = int(sys.argv[1])
+    def alive():
+        try:
+            os.kill(SERVER_PID, 0)
+        except OSError:
+            return False
+        with open(f"/proc/{SERVER_PID}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    def call(method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(BASE + path, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=20) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+    def wait_ready(limit=90):
+        end = time.monotonic() + limit
+        while time.monotonic() < end and alive():
+            try:
+                status, _ = call("GET", "/v2/health/ready")
+                if status == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.2)
+        return False
+    def port_ever_opened(limit=90):
+        """Poll the port until the server process exits: did it ever accept a connection?"""
+        end = time.monotonic() + limit
+        while time.monotonic() < end and alive():
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", %d)) == 0:
+                    return True
+            time.sleep(0.05)
+        return False
+    OUT = {}
+''' % (PORT, PORT))
+
+
+def _run_in_namespace(serve_args: list[str], client: str, tmp_path: Path, timeout: int = 240) -> dict:
+    """Start ``chainproof serve`` and a client in one new network namespace; return the client's OUT,
+    the server's exit code and its output."""
+    script = tmp_path / "client.py"
+    script.write_text(_CLIENT + textwrap.dedent(client) + "\nprint(json.dumps(OUT))\n")
+    log = tmp_path / "server.log"
+    cmd = " ".join(f"'{a}'" for a in [CHAINPROOF, "serve", *serve_args, "--port", str(PORT)])
+    shell = (f"ip link set lo up; {cmd} > '{log}' 2>&1 & P=$!; "
+             f"'{sys.executable}' '{script}' $P; C=$?; kill $P 2>/dev/null; wait $P; S=$?; echo \"server-exit=$S\"; exit $C")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(["unshare", "-rn", "sh", "-c", shell], capture_output=True, text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr + log.read_text()
+    lines = done.stdout.strip().splitlines()
+    out = json.loads(lines[-2])
+    out["_server_exit"] = int(lines[-1].split("=")[1])
+    out["_log"] = log.read_text()
+    return out
+
+
+def _refused(serve_args: list[str], tmp_path: Path) -> dict:
+    out = _run_in_namespace(serve_args, 'OUT["opened"] = port_ever_opened()\n', tmp_path)
+    assert out["opened"] is False, out["_log"]
+    assert out["_server_exit"] == 1, out["_log"]
+    lines = out["_log"].strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("FAIL: "), out["_log"]
+    assert "Traceback" not in out["_log"]
+    return {"line": lines[0]}
+
+
+def _sample_rows() -> list[dict[str, str]]:
+    with open(SAMPLE.path(), newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _features(model_dir: Path) -> list[dict]:
+    return json.loads((model_dir / "features.json").read_text())["features"]
+
+
+def _held_out(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    # The rows the training step held out (same split as chainproof.train.train_table).
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    y = np.array([r[SAMPLE.target] for r in rows])
+    _, test = train_test_split(np.arange(len(rows)), test_size=0.25, random_state=0, stratify=y)
+    return [rows[i] for i in sorted(test)]
+
+
+def _bundle_args(copy) -> list[str]:
+    return [str(copy.bundle), "--model", str(copy.model), "--owner-key", str(copy.keys_dir / "owner.pub")]
+
+
+def test_v1_and_v2_predictions_match_the_model_under_its_registered_name(reference_run, tmp_path):
+    import joblib
+
+    from chainproof.train import prepare_rows
+
+    features = _features(reference_run.model)
+    names = [f["name"] for f in features]
+    rows = _sample_rows()[:25]
+    as_lists = [[float(r[n]) for n in names] for r in rows]
+    as_objects = [{n: float(r[n]) for n in names} for r in rows]
+    # The verified model, loaded here only to compute the expected answers.
+    expected = [str(p) for p in joblib.load(reference_run.model / "model.joblib").predict(
+        prepare_rows(rows, features=features))]
+    client = f'''
+        assert wait_ready()
+        LISTS, OBJECTS, NAMES = {as_lists!r}, {as_objects!r}, {names!r}
+        OUT["ready"] = call("GET", "/v2/models/chainproof-model/ready")
+        OUT["v1_list"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": LISTS}})
+        OUT["v1_object"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": OBJECTS}})
+        flat = [v for row in LISTS for v in row]
+        OUT["v2_matrix"] = call("POST", "/v2/models/chainproof-model/infer",
+                                {{"inputs": [{{"name": "input-0", "shape": [len(LISTS), len(NAMES)],
+                                              "datatype": "FP64", "data": flat}}]}})
+        OUT["v2_named"] = call("POST", "/v2/models/chainproof-model/infer",
+                               {{"inputs": [{{"name": n, "shape": [len(LISTS)], "datatype": "FP64",
+                                             "data": [row[n] for row in OBJECTS]}} for n in NAMES]}})
+        OUT["short"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [LISTS[0][:-1]]}})
+        OUT["long"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [LISTS[0] + [1.0]]}})
+        bad = dict(OBJECTS[0]); bad[NAMES[3]] = "not-a-number"
+        OUT["type"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [bad]}})
+        missing = dict(OBJECTS[0]); del missing[NAMES[5]]
+        OUT["missing"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [missing]}})
+        OUT["v2_short"] = call("POST", "/v2/models/chainproof-model/infer",
+                               {{"inputs": [{{"name": "x", "shape": [1, len(NAMES) - 1], "datatype": "FP64",
+                                             "data": LISTS[0][:-1]}}]}})
+        OUT["other_name"] = call("POST", "/v1/models/model:predict", {{"instances": LISTS[:1]}})
+        OUT["metrics"] = call("GET", "/metrics")
+    '''
+    out = _run_in_namespace([reference_run.registered, "--registry", str(reference_run.bundle.parents[3]),
+                             "--owner-key", str(reference_run.owner_key)], client, tmp_path)
+    assert out["ready"][0] == 200
+    for key in ("v1_list", "v1_object"):
+        assert out[key][0] == 200, out[key]
+        assert json.loads(out[key][1])["predictions"] == expected
+    for key in ("v2_matrix", "v2_named"):
+        assert out[key][0] == 200, out[key]
+        (output,) = json.loads(out[key][1])["outputs"]
+        assert output["name"] == "predict" and output["shape"] == [len(rows)]
+        assert output["data"] == expected
+    last = names[-1]
+    assert out["short"][0] == 400 and f"feature '{last}' is missing" in out["short"][1]
+    assert out["long"][0] == 400 and f"nothing follows feature '{last}'" in out["long"][1]
+    assert out["type"][0] == 400 and f"feature '{names[3]}' is numeric" in out["type"][1]
+    assert out["missing"][0] == 400 and f"feature '{names[5]}' is missing" in out["missing"][1]
+    assert out["v2_short"][0] == 400 and f"feature '{last}' is missing" in out["v2_short"][1]
+    assert out["other_name"][0] == 404
+    metrics = out["metrics"][1]
+    assert out["metrics"][0] == 200
+    assert f'chainproof_model_verified{{layout_sha256="{reference_run.verification.layout_sha256}",' \
+           f'model="chainproof-model",model_sha256="{reference_run.model_sha256}"}} 1.0' in metrics
+    assert "request_predict_seconds" in metrics  # KServe's own latency histograms
+    # The server said what it verified before it listened.
+    assert "OK: (2) layout signed by trusted owner key" in out["_log"]
+
+
+def test_refuses_to_start_on_a_tampered_model_file(registered, tmp_path):
+    with open(registered.model / "model.joblib", "r+b") as fh:
+        fh.seek(200)
+        byte = fh.read(1)
+        fh.seek(200)
+        fh.write(bytes([byte[0] ^ 1]))
+    line = _refused(_bundle_args(registered), tmp_path)["line"]
+    assert line.startswith("FAIL: model/model.joblib (attested by train_model): expected sha256:"), line
+
+
+def test_refuses_to_start_on_a_bundle_from_an_untrusted_owner(registered, tmp_path):
+    from chainproof.signing import init_keys
+
+    other = init_keys(tmp_path / "other-keys", roles=["owner"], development=True)
+    args = [str(registered.bundle), "--model", str(registered.model), "--owner-key", str(other.public_key_path("owner"))]
+    line = _refused(args, tmp_path)["line"]
+    assert "root.layout" in line and "trusted" in line, line
+
+
+def test_refuses_to_start_on_a_tampered_drift_profile(registered, tmp_path):
+    path = registered.bundle / "reports" / "profile.json"
+    doc = json.loads(path.read_text())
+    doc["features"][0]["fractions"][0] += 0.5  # a profile that would hide a shift
+    path.write_text(json.dumps(doc))
+    line = _refused(_bundle_args(registered), tmp_path)["line"]
+    assert line.startswith("FAIL: reports/profile.json (produced by train_model): expected sha256:"), line
+
+
+class _Payload:
+    """A harmless code-execution payload: pickling records os.system('true')."""
+
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_refuses_to_start_on_a_malicious_pickle_the_training_step_attested(tmp_path):
+    # An insider with the training key ships a payload as the model and signs it: the chain
+    # verifies and every digest matches. The scan does not pass, so nothing is unpickled.
+    from in_toto.models.metadata import Envelope
+
+    from chainproof import steps
+    from chainproof.attest import load_link, write_link
+    from chainproof.digests import digest_tree
+    from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
+    from chainproof.signing import init_keys, load_public_key, load_signer, public_key_pem
+
+    chain_steps = REFERENCE_STEPS[:2]  # an owner's layout of ingest and training only
+    ring = init_keys(tmp_path / "keys", roles=["owner", *(s.name for s in chain_steps)], development=True)
+    owner = load_signer(ring.signer_reference("owner"))
+    layout = sign_layout(generate_layout(chain_steps, {s.name: load_public_key(ring.public_key_path(s.name))
+                                                       for s in chain_steps}), owner)
+    layout_path = tmp_path / "root.layout"
+    layout_path.write_bytes(layout)
+    import hashlib
+
+    layout_sha = hashlib.sha256(layout).hexdigest()
+    steps.secure_ingest(source_uri=SAMPLE.path().as_uri(), expected_sha256=SAMPLE.sha256, layout_uri=layout_path.as_uri(),
+                        layout_sha256=layout_sha, signer=ring.signer_reference("secure_ingest"),
+                        dataset_dir=tmp_path / "dataset", chain_dir=tmp_path / "chain",
+                        owner_public_key=public_key_pem(owner.public_key))
+    model = tmp_path / "model"
+    steps.train_model(dataset_dir=tmp_path / "dataset", chain_in=tmp_path / "chain", layout_sha256=layout_sha,
+                      signer=ring.signer_reference("train_model"), target_column=SAMPLE.target, model_dir=model,
+                      chain_out=tmp_path / "chain-train")
+    (model / "model.joblib").write_bytes(pickle.dumps(_Payload(), protocol=4))
+    (link_file,) = (tmp_path / "chain-train" / "links").glob("train_model.*.link")
+    _, link = load_link(link_file)
+    for name, digest in digest_tree(model, prefix="model").items():
+        link.products[name] = {"sha256": digest}
+    envelope = Envelope.from_signable(link)
+    envelope.create_signature(load_signer(ring.signer_reference("train_model")).signer)
+    link_file.unlink()
+    write_link(envelope, tmp_path / "chain-train" / "links")
+
+    args = [str(tmp_path / "chain-train"), "--model", str(model), "--owner-key", str(ring.public_key_path("owner"))]
+    line = _refused(args, tmp_path)["line"]
+    assert "model/model.joblib@" in line and "scan refused it" in line and "system" in line, line
+
+
+def test_a_model_swapped_on_disk_after_start_is_refused_at_reload(registered, tmp_path):
+    features = _features(registered.model)
+    row = [float(_sample_rows()[0][f["name"]]) for f in features]
+    target = registered.model / "model.joblib"
+    client = f'''
+        assert wait_ready()
+        ROW = {row!r}
+        OUT["before"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [ROW]}})
+        # An honest reload of the unchanged model passes.
+        OUT["reload_same"] = call("POST", "/v2/repository/models/chainproof-model/load")
+        # Swap the model file on disk (same size, one byte changed), then ask for a reload.
+        with open({str(target)!r}, "r+b") as fh:
+            fh.seek(100); b = fh.read(1); fh.seek(100); fh.write(bytes([b[0] ^ 1]))
+        OUT["reload_swapped"] = call("POST", "/v2/repository/models/chainproof-model/load")
+        OUT["ready_after"] = call("GET", "/v2/models/chainproof-model/ready")
+        OUT["predict_after"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [ROW]}})
+        OUT["metrics"] = call("GET", "/metrics")
+    '''
+    out = _run_in_namespace(_bundle_args(registered), client, tmp_path)
+    assert out["before"][0] == 200
+    assert out["reload_same"][0] == 200, out["reload_same"]
+    status, body = out["reload_swapped"]
+    assert status == 503 and "model/model.joblib (attested by the chain): expected sha256:" in body, out["reload_swapped"]
+    assert out["ready_after"][0] == 503
+    assert out["predict_after"][0] == 503
+    assert 'chainproof_model_verified{' in out["metrics"][1]
+    assert [line for line in out["metrics"][1].splitlines()
+            if line.startswith("chainproof_model_verified{")][0].endswith(" 0.0")
+    assert 'chainproof_reload_refused_total{model="chainproof-model"} 1.0' in out["metrics"][1]
+    assert "REFUSED reload of chainproof-model: model/model.joblib" in out["_log"]
+
+
+def test_drift_shift_raises_the_gauge_and_the_alert_a_clean_held_out_sample_does_not(registered, tmp_path):
+    features = _features(registered.model)
+    names = [f["name"] for f in features]
+    held = [[float(r[n]) for n in names] for r in _held_out(_sample_rows())]
+    shifted = [[v * 1.3 if j == 0 else v for j, v in enumerate(row)] for row in held]
+    window = len(held)
+    client = f'''
+        import re
+        assert wait_ready()
+        HELD, SHIFTED = {held!r}, {shifted!r}
+        def gauges():
+            text = call("GET", "/metrics")[1]
+            psi = {{m.group(1): float(m.group(2)) for m in
+                   re.finditer(r'chainproof_drift_psi{{feature="([^"]+)",model="chainproof-model"}} (\\S+)', text)}}
+            ks = re.search(r'chainproof_drift_score_ks{{model="chainproof-model"}} (\\S+)', text)
+            return {{"psi": psi, "ks": float(ks.group(1)) if ks else None}}
+        for i in range(0, len(HELD), 13):
+            assert call("POST", "/v1/models/chainproof-model:predict", {{"instances": HELD[i:i + 13]}})[0] == 200
+        OUT["clean"] = gauges()
+        for i in range(0, len(SHIFTED), 13):
+            assert call("POST", "/v1/models/chainproof-model:predict", {{"instances": SHIFTED[i:i + 13]}})[0] == 200
+        OUT["shifted"] = gauges()
+    '''
+    args = [*_bundle_args(registered), "--window", str(window), "--every", "13", "--min-samples", "100"]
+    out = _run_in_namespace(args, client, tmp_path)
+    clean, shifted = out["clean"], out["shifted"]
+    assert set(clean["psi"]) == set(names)
+    assert max(clean["psi"].values()) < 0.2 and clean["ks"] < 0.2, clean
+    assert shifted["psi"][names[0]] > 0.2, shifted
+    assert all(v < 0.2 for n, v in shifted["psi"].items() if n != names[0]), shifted
+    alerts = [line for line in out["_log"].splitlines() if "ALERT drift" in line]
+    assert alerts and all(f"feature {names[0]} PSI" in a or "score KS" in a for a in alerts), alerts
+    assert any(f"ALERT drift chainproof-model: feature {names[0]} PSI" in a for a in alerts), alerts
