@@ -485,6 +485,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         parameters=params,
         display_name=args.display_name,
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
+        registry_uri=args.registry_uri or "",
         kms_client_factory=_kms_client_factory,
         **access,
     )
@@ -507,7 +508,7 @@ def _wait_and_verify(args: argparse.Namespace, run: Any, access: dict[str, Any])
     """Follow the job to its end (each state change on stderr), then verify what it registered."""
     import tempfile
 
-    from chainproof.registry import VertexModelRegistry, verify_registered
+    from chainproof.registry import VertexModelRegistry, parse_vertex_reference, verify_registered
     from chainproof.signing import public_key_from_pem
     from chainproof.vertex import registered_references, wait_for_pipeline_job
 
@@ -518,10 +519,11 @@ def _wait_and_verify(args: argparse.Namespace, run: Any, access: dict[str, Any])
                                 timeout_seconds=args.timeout, on_state=show, **access)
     references = registered_references(job, run.register_tasks)
     owner = public_key_from_pem(run.owner_public_key, what="the owner key")
-    registry = VertexModelRegistry(project=args.project, location=args.region, **access)
     verified = []
     with tempfile.TemporaryDirectory(prefix="chainproof-submit-") as tmp:
         for n, reference in enumerate(references):
+            project, location, _, _ = parse_vertex_reference(reference)
+            registry = VertexModelRegistry(project=project, location=location, **access)
             result = verify_registered(reference, registry=registry, trusted_owner_keys={owner.keyid: owner},
                                        workdir=Path(tmp) / str(n))
             verified.append({"registered": reference, "model_sha256": result.model_sha256,
@@ -653,6 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--expect-principal", action="append", metavar="STEP=EMAIL",
                         help="pin the service account a step must run as, in the owner-signed layout (repeatable)")
     submit.add_argument("--display-name")
+    submit.add_argument("--registry-uri", metavar="URI",
+                        help="where register_model registers (default: vertex://projects/P/locations/R?artifacts=PIPELINE_ROOT/registry)")
     submit.add_argument("--wait", action="store_true",
                         help="follow the job (each state change), then verify the registered model against the owner key")
     submit.add_argument("--poll-seconds", type=float, default=20.0, help="with --wait: pause between two state checks")

@@ -263,7 +263,7 @@ class _ClassifiedKms:
             return self._client.get_public_key(**kwargs)
         except (gexc.Unauthenticated, gexc.PermissionDenied, gexc.ServiceUnavailable, gexc.DeadlineExceeded) as exc:
             raise ServiceError("Cloud KMS", f"GetPublicKey {self._reference.split('?', 1)[0]}",
-                               f"{exc.code.name}: {exc.message}",
+                               f"{getattr(exc.grpc_status_code, 'name', None) or exc.code.name}: {str(exc.message).rstrip('.')}",
                                "the submitter's Application Default Credentials and its "
                                "roles/cloudkms.publicKeyViewer on the key") from None
 

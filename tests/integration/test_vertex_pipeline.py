@@ -145,7 +145,7 @@ def kms(loopback_tls):
     cert, key = loopback_tls
     with token_endpoint() as oauth:
         server = FakeKms(expected_token=oauth.token)
-        for step in STEPS:
+        for step in [*STEPS, "preprocess", "train"]:  # the reference pipeline's steps and tests/assets/churn_pipeline.py's
             server.add_key(KMS_KEY.format(step=step))
         KMS.update(fake=server, endpoint=server.start(key.read_bytes(), cert.read_bytes()), oauth=oauth)
         try:

@@ -51,8 +51,9 @@ class FakeVertex:
     # The states a job passes through, one per Get call after its creation (the last one stays).
     custom_job_states: list[str] = field(default_factory=lambda: ["JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"])
     pipeline_states: list[str] = field(default_factory=lambda: ["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"])
-    # Called (with the job) when a pipeline job reaches PIPELINE_STATE_SUCCEEDED: what its tasks would have done.
-    on_pipeline_succeeded: Any = None
+    # Runs a created pipeline job's tasks (in a thread; the job is RUNNING meanwhile) and returns its
+    # task details; the job then SUCCEEDS, or FAILS with the exception's text. None: follow pipeline_states.
+    pipeline_runner: Any = None
     _progress: dict[str, int] = field(default_factory=dict)
 
     def calls(self, method: str) -> list[Any]:
@@ -145,7 +146,23 @@ class FakeVertex:
             job.name = f"{req.parent}/pipelineJobs/{req.pipeline_job_id or len(self.pipeline_jobs) + 1}"
             job.state = pipeline_state.PipelineState.PIPELINE_STATE_PENDING
             self.pipeline_jobs[job.name] = job
-            return job
+            if self.pipeline_runner is not None:
+                threading.Thread(target=self._run, args=(job, self.pipeline_runner), daemon=True).start()
+            return pj.PipelineJob.deserialize(pj.PipelineJob.serialize(job))
+
+    def _run(self, job: Any, runner: Any) -> None:
+        with self.lock:
+            job.state = pipeline_state.PipelineState.PIPELINE_STATE_RUNNING
+        try:
+            details = runner(pj.PipelineJob.deserialize(pj.PipelineJob.serialize(job)))
+        except Exception as exc:  # noqa: BLE001 - the job fails with the task's error, as on Vertex
+            with self.lock:
+                job.error.message = str(exc)[:500]
+                job.state = pipeline_state.PipelineState.PIPELINE_STATE_FAILED
+            return
+        with self.lock:
+            job.job_detail.task_details.extend(details)
+            job.state = pipeline_state.PipelineState.PIPELINE_STATE_SUCCEEDED
 
     def get_pipeline_job(self, req: ps.GetPipelineJobRequest, ctx: grpc.ServicerContext) -> Any:
         self.requests.append(("GetPipelineJob", req))
@@ -153,11 +170,10 @@ class FakeVertex:
             if req.name not in self.pipeline_jobs:
                 ctx.abort(grpc.StatusCode.NOT_FOUND, f"{req.name} not found")
             job = self.pipeline_jobs[req.name]
-            state = self._advance(req.name, self.pipeline_states)
-            if state and job.state.name != state:
-                job.state = pipeline_state.PipelineState[state]
-                if state == "PIPELINE_STATE_SUCCEEDED" and self.on_pipeline_succeeded is not None:
-                    self.on_pipeline_succeeded(job)
+            if self.pipeline_runner is None:
+                state = self._advance(req.name, self.pipeline_states)
+                if state:
+                    job.state = pipeline_state.PipelineState[state]
             return job
 
     def _advance(self, name: str, states: list[str]) -> str:
