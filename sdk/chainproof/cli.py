@@ -486,6 +486,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         display_name=args.display_name,
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
         registry_uri=args.registry_uri or "",
+        serving_image=args.serving_image or "",
+        chainproof_serving_image=args.chainproof_serving_image or "",
         kms_client_factory=_kms_client_factory,
         **access,
     )
@@ -657,6 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--display-name")
     submit.add_argument("--registry-uri", metavar="URI",
                         help="where register_model registers (default: vertex://projects/P/locations/R?artifacts=PIPELINE_ROOT/registry)")
+    submit.add_argument("--serving-image", metavar="REF",
+                        help="the registered model's serving image: Vertex AI's prebuilt sklearn-cpu.X-Y image by digest, "
+                             "X.Y the scikit-learn version training uses (checked at registration)")
+    submit.add_argument("--chainproof-serving-image", metavar="REF",
+                        help="or chainproof's own serving image (image/Dockerfile target serving) by digest")
     submit.add_argument("--wait", action="store_true",
                         help="follow the job (each state change), then verify the registered model against the owner key")
     submit.add_argument("--poll-seconds", type=float, default=20.0, help="with --wait: pause between two state checks")

@@ -332,6 +332,34 @@ def functionary_keys(
     return keys
 
 
+def _registry_uri(registry_uri: str, *, project: str, region: str, pipeline_root: str, serving_image: str,
+                  chainproof_serving_image: str) -> str:
+    """The registry ``register_model`` uses; a Vertex AI one is checked here, before submission."""
+    from urllib.parse import quote
+
+    from chainproof.registry import VertexModelRegistry
+
+    uri = registry_uri
+    if not uri:
+        uri = f"vertex://projects/{project}/locations/{region}?artifacts={pipeline_root.rstrip('/')}/registry"
+        for key, value in (("serving_image", serving_image), ("chainproof_serving_image", chainproof_serving_image)):
+            if value:
+                uri += f"&{key}={quote(value, safe='/:@')}"
+    elif serving_image or chainproof_serving_image:
+        raise InputError("--registry-uri is given: put the serving image in it (&serving_image=REF or "
+                         "&chainproof_serving_image=REF)")
+    if uri.startswith("vertex://"):
+        # The same checks registration makes, minutes later in the job: pinned by digest, of a known kind.
+        if not VertexModelRegistry.from_uri(uri).serving_image:
+            raise InputError(
+                "the Vertex AI model needs a serving image pinned by digest: --serving-image "
+                "REGION-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.X-Y@sha256:... (X.Y: the scikit-learn "
+                "version of the component image) or --chainproof-serving-image REGISTRY/PATH@sha256:... "
+                "(image/Dockerfile target serving)"
+            )
+    return uri
+
+
 def _principals(ir: Mapping[str, Any], expected: Mapping[str, str]) -> dict[str, str]:
     """The principals the layout pins: each custom-job step's account, and those given explicitly."""
     from chainproof.custom_job import step_service_accounts
@@ -361,6 +389,8 @@ def submit_pipeline(
     expected_principals: Mapping[str, str] | None = None,
     registry_uri: str = "",
     kms_client_factory: Any = None,
+    serving_image: str = "",
+    chainproof_serving_image: str = "",
 ) -> SubmittedRun:
     """Sign the run's layout as the owner, stage it, and submit the compiled pipeline.
 
@@ -390,6 +420,10 @@ def submit_pipeline(
             Registry of ``project``/``region``, artifacts under the pipeline root).
         kms_client_factory: builds the ``KeyManagementServiceClient`` for an endpoint
             (``None`` for Google's); default: Application Default Credentials.
+        serving_image: for the default registry: the Vertex AI prebuilt scikit-learn serving
+            image the model is registered with, pinned by digest (its version is checked at
+            registration against the version training recorded).
+        chainproof_serving_image: or chainproof's own serving image, pinned by digest.
 
     Returns:
         The submitted run.
@@ -440,6 +474,8 @@ def submit_pipeline(
     unknown = sorted((set(expected_principals or {}) | set(signers)) - set(names))
     if unknown:
         raise InputError(f"the pipeline has no step {', '.join(unknown)} (steps: {', '.join(names)})")
+    registry = _registry_uri(registry_uri, project=project, region=region, pipeline_root=pipeline_root,
+                             serving_image=serving_image, chainproof_serving_image=chainproof_serving_image)
     # Before anything is staged or submitted: every step's key, as its signer holds it.
     functionaries = functionary_keys(names, signers, step_keys, kms_client_factory=kms_client_factory)
 
@@ -467,7 +503,7 @@ def submit_pipeline(
         # On Vertex AI every step resolves its workload identity (a local user means nothing there).
         identity=IdentityPolicy(mode="gcp"),
         owner_public_key=public_key_pem(owner.public_key),
-        registry_uri=registry_uri or f"vertex://projects/{project}/locations/{region}?artifacts={pipeline_root.rstrip('/')}/registry",
+        registry_uri=registry,
         builder_id=VERTEX_BUILDER_ID,
         component_image=_template_image(yaml.safe_load(data)),
         pipeline_template_sha256=template_sha256,

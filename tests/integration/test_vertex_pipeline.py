@@ -37,6 +37,8 @@ GOLDEN_IMAGE = "example.invalid/chainproof/components@sha256:f203ef9866a16948acd
 STEPS = list(__import__("chainproof.dsl", fromlist=["derive_graph"]).derive_graph(yaml.safe_load(GOLDEN.read_text())).step_names)
 REGENERATE = f"chainproof compile --image {GOLDEN_IMAGE} -o pipelines/zero_trust_training.yaml"
 PROJECT, REGION, BUCKET = "proj", "europe-west4", "pipeline-bucket"
+# chainproof's own serving image (image/Dockerfile target serving), an example reference like GOLDEN_IMAGE.
+SERVING_IMAGE = "example.invalid/chainproof/serving@sha256:" + "5e" * 32
 
 
 def _executors(doc: dict) -> dict:
@@ -189,7 +191,7 @@ def _params(ring) -> list[str]:
 def _submit_args(ring, *, sa: str) -> list[str]:
     args = ["submit", "--project", PROJECT, "--region", REGION, "--pipeline-root", f"gs://{BUCKET}/runs",
             "--service-account", sa, "--owner-signer", ring.signer_reference("owner"),
-            "--template", str(GOLDEN), "--format", "json"]
+            "--template", str(GOLDEN), "--format", "json", "--chainproof-serving-image", SERVING_IMAGE]
     for p in _params(ring):
         args += ["--param", p]
     for step in STEPS:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from chainproof.cli import SUBMIT_REQUIRED_PARAMS, main
@@ -22,7 +23,9 @@ from chainproof.runner import SAMPLE
 from chainproof.vertex import pipeline_parameters
 
 from . import test_vertex_pipeline as _vp
-from .test_vertex_pipeline import BUCKET, GOLDEN, GOLDEN_IMAGE, KMS, PROJECT, REGION, STEPS, _submit_args, kms_signer
+from .test_vertex_pipeline import (BUCKET, GOLDEN, GOLDEN_IMAGE, KMS, PROJECT, REGION, SERVING_IMAGE, STEPS, _submit_args,
+                                   kms_signer)
+from .test_vertex_registry import SERVING
 
 services, kms, submit_env = _vp.services, _vp.kms, _vp.submit_env
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +95,8 @@ def test_submit_compiles_and_submits_a_pipeline_of_your_own(submit_env, tmp_path
     template = tmp_path / "churn.yaml"
     base = ["submit", "--project", PROJECT, "--region", REGION, "--pipeline-root", f"gs://{BUCKET}/runs",
             "--service-account", "pipeline@proj.iam.gserviceaccount.com", "--owner-signer", ring.signer_reference("owner"),
-            "--pipeline", f"{CHURN}:churn", "--image", GOLDEN_IMAGE, "--template", str(template), "--format", "json"]
+            "--pipeline", f"{CHURN}:churn", "--image", GOLDEN_IMAGE, "--template", str(template), "--format", "json",
+            "--chainproof-serving-image", SERVING_IMAGE]
     for step in ("secure_ingest", "preprocess", "train", "sign_and_attest", "verify_chain", "register_model"):
         base += ["--signer", f"{step}={kms_signer(step)}"]
     # Its own required parameters are named when missing.
@@ -124,7 +128,9 @@ def test_submit_wait_follows_the_job_to_its_end_and_verifies_the_registered_mode
     client, fake, ring = submit_env
     _, _, address, _ = services
     client.bucket(BUCKET).blob("data/train.csv").upload_from_filename(str(SAMPLE.path()))
-    registry_uri = f"vertex://projects/{PROJECT}/locations/{REGION}?artifacts=gs://{BUCKET}/runs/registry&endpoint={address}"
+    # Registered with Vertex AI's prebuilt image for the scikit-learn version the steps train with, by digest.
+    registry_uri = (f"vertex://projects/{PROJECT}/locations/{REGION}?artifacts=gs://{BUCKET}/runs/registry"
+                    f"&endpoint={address}&serving_image={SERVING}")
 
     def run_tasks(job):
         """What Vertex AI does with the job: every task, with the submitted values, as the job's workload identity."""
@@ -148,6 +154,7 @@ def test_submit_wait_follows_the_job_to_its_end_and_verifies_the_registered_mode
     args[args.index("source_uri=gs://data/train.csv")] = f"source_uri=gs://{BUCKET}/data/train.csv"
     args[args.index("expected_sha256=" + "ab" * 32)] = f"expected_sha256={SAMPLE.sha256}"
     args[args.index("target_column=label")] = f"target_column={SAMPLE.target}"
+    args = [a for a in args if a not in ("--chainproof-serving-image", SERVING_IMAGE)]
     args += ["--wait", "--poll-seconds", "0.5", "--registry-uri", registry_uri]
     code = main(args)
     out, err = capsys.readouterr()
@@ -164,6 +171,8 @@ def test_submit_wait_follows_the_job_to_its_end_and_verifies_the_registered_mode
     for step in STEPS:
         assert KMS["fake"].calls[("AsymmetricSign", _vp.KMS_KEY.format(step=step))] >= 1, step
     assert len(fake.calls("GetPipelineJob")) >= 2
+    [upload] = fake.calls("UploadModel")
+    assert upload.model.container_spec.image_uri == SERVING
 
 
 def test_submit_wait_reports_a_failed_job_with_its_error(submit_env, monkeypatch, capsys):
@@ -178,3 +187,17 @@ def test_submit_wait_reports_a_failed_job_with_its_error(submit_env, monkeypatch
     assert code == 1
     assert err[-1].startswith("FAIL: projects/proj/locations/europe-west4/pipelineJobs/")
     assert "PIPELINE_STATE_FAILED: train_model exit=1" in err[-1] and "console.cloud.google.com" in err[-1]
+
+
+@pytest.mark.parametrize("serving, expected", [
+    ([], "the Vertex AI model needs a serving image pinned by digest"),
+    (["--serving-image", "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-6:latest"], "not pinned by digest"),
+    (["--chainproof-serving-image", "example.invalid/chainproof/serving:0.1.0"], "not pinned by digest"),
+])
+def test_submit_refuses_a_missing_or_unpinned_serving_image_before_submitting(submit_env, capsys, serving, expected):
+    client, fake, ring = submit_env
+    args = [a for a in _submit_args(ring, sa="pipeline@proj.iam.gserviceaccount.com")
+            if a not in ("--chainproof-serving-image", SERVING_IMAGE)] + serving
+    assert main(args) == 2
+    assert expected in capsys.readouterr().err
+    assert fake.calls("CreatePipelineJob") == []
