@@ -35,7 +35,7 @@ from chainproof.verify import VerificationResult, check_artifacts
 
 __all__ = [
     "MODEL_DIGEST_LABELS",
-    "SKLEARN_SERVING_IMAGE",
+    "PREBUILT_SKLEARN_SERVING",
     "VERSION_LABEL",
     "LocalModelRegistry",
     "ModelRegistry",
