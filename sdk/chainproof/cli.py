@@ -436,41 +436,14 @@ def _kms_client_factory(endpoint: str | None) -> Any:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    import yaml
-
-    from chainproof.dsl import derive_graph
-    from chainproof.signing import load_public_key
     from chainproof.vertex import submit_pipeline
 
     if args.kfp_host:
-        from chainproof.kfp_backend import submit_to_kfp
-
-        return submit_to_kfp(args)
+        return _cmd_submit_kfp(args)
     for flag in ("project", "region"):
         if not getattr(args, flag):
             raise InputError(f"--{flag} is required for Vertex AI (or give --kfp-host URL for Kubeflow Pipelines)")
-    template = Path(args.template)
-    if args.pipeline:
-        from chainproof.local import load_pipeline
-        from chainproof.vertex import compile_pipeline
-
-        if not args.image:
-            raise InputError("--pipeline needs --image REGISTRY/PATH@sha256:DIGEST to compile it for Vertex AI")
-        compile_pipeline(image=args.image, output=template, pipeline_func=load_pipeline(args.pipeline),
-                         step_service_accounts=_pairs(args.step_service_account, "--step-service-account"))
-    elif args.step_service_account:
-        raise InputError("--step-service-account goes with --pipeline (or with chainproof compile)")
-    if not template.is_file():
-        raise InputError(f"{template}: no compiled pipeline (run chainproof compile, or give --pipeline and --image)")
-    try:
-        steps = derive_graph(yaml.safe_load(template.read_text())).step_names
-    except yaml.YAMLError as exc:
-        raise InputError(f"{template}: not a compiled KFP pipeline (YAML error)") from exc
-    # Public keys: a gcpkms:// signer's comes from Cloud KMS; a .pub file under --keys, when given, must match it.
-    step_keys = {}
-    if args.keys:
-        keys_dir = Path(args.keys)
-        step_keys = {step: load_public_key(keys_dir / f"{step}.pub") for step in steps if (keys_dir / f"{step}.pub").is_file()}
+    template, step_keys = _submit_template(args, "Vertex AI")
     params = _parse_params(args.param)
     access = _vertex_access()
     run = submit_pipeline(
@@ -504,6 +477,107 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             _print_json({**run.to_dict(), "console": console})
         return 0
     return _wait_and_verify(args, run, access)
+
+
+def _submit_template(args: argparse.Namespace, target: str) -> tuple[Path, dict[str, Any]]:
+    """The template to submit (compiled here with --pipeline) and the step public keys given with --keys."""
+    import yaml
+
+    from chainproof.dsl import derive_graph
+    from chainproof.signing import load_public_key
+
+    template = Path(args.template)
+    if args.pipeline:
+        from chainproof.local import load_pipeline
+        from chainproof.vertex import compile_pipeline
+
+        if not args.image:
+            raise InputError(f"--pipeline needs --image REGISTRY/PATH@sha256:DIGEST to compile it for {target}")
+        compile_pipeline(image=args.image, output=template, pipeline_func=load_pipeline(args.pipeline),
+                         step_service_accounts=_pairs(args.step_service_account, "--step-service-account"))
+    elif args.step_service_account:
+        raise InputError("--step-service-account goes with --pipeline (or with chainproof compile)")
+    if not template.is_file():
+        raise InputError(f"{template}: no compiled pipeline (run chainproof compile, or give --pipeline and --image)")
+    try:
+        steps = derive_graph(yaml.safe_load(template.read_text())).step_names
+    except yaml.YAMLError as exc:
+        raise InputError(f"{template}: not a compiled KFP pipeline (YAML error)") from exc
+    keys: dict[str, Any] = {}
+    if args.keys:
+        folder = Path(args.keys)
+        keys = {step: load_public_key(folder / f"{step}.pub") for step in steps if (folder / f"{step}.pub").is_file()}
+    return template, keys
+
+
+def _cmd_submit_kfp(args: argparse.Namespace) -> int:
+    """``submit --kfp-host URL``: the same signed layout and run configuration, created with kfp.Client."""
+    import tempfile
+    from urllib.parse import parse_qs
+
+    from chainproof.errors import VerificationError
+    from chainproof.kfp_backend import read_outcome, submit_kfp_pipeline, wait_for_kfp_run
+    from chainproof.registry import registry_for, verify_registered
+    from chainproof.signing import public_key_from_pem
+
+    clash = [flag for flag, value in (("--project", args.project), ("--region", args.region),
+                                      ("--serving-image", args.serving_image),
+                                      ("--chainproof-serving-image", args.chainproof_serving_image)) if value]
+    if clash:
+        raise InputError(f"{clash[0]} is for Vertex AI; with --kfp-host give --registry-uri (serving image in it)")
+    template, step_keys = _submit_template(args, "Kubeflow Pipelines")
+    run = submit_kfp_pipeline(
+        host=args.kfp_host, template=template, pipeline_root=args.pipeline_root, owner_signer=args.owner_signer,
+        signers=_pairs(args.signer, "--signer"), parameters=_parse_params(args.param),
+        registry_uri=args.registry_uri or "", step_keys=step_keys,
+        expected_principals=_pairs(args.expect_principal, "--expect-principal"),
+        kms_client_factory=_kms_client_factory, run_name=args.display_name,
+        service_account=args.service_account or "",
+    )
+    if args.format != "json":
+        print(f"OK: submitted run {run.run_id} to {run.host}")
+        print(f"  template sha256  {run.prepared.template_sha256}")
+        print(f"  layout           {run.prepared.layout_uri} (sha256 {run.prepared.layout_sha256})")
+        print(f"  console          {run.console_url()}")
+        sys.stdout.flush()
+    if not args.wait:
+        if args.format == "json":
+            _print_json(run.to_dict())
+        return 0
+
+    def show(state: str) -> None:
+        print(f"  state            {state}", file=sys.stderr, flush=True)
+
+    wait_for_kfp_run(run, poll_seconds=args.poll_seconds, timeout_seconds=args.timeout, on_state=show)
+    from google.cloud import storage
+
+    # The evidence is read from the run's pipeline root: the pointer, then the registered bundle.
+    outcome = read_outcome(run.prepared.outcome_uri, gcs=storage.Client(), run=run.prepared.run)
+    owner = public_key_from_pem(run.prepared.owner_public_key, what="the owner key")
+    registry_uri = json.loads(run.prepared.values["chainproof_config"])["registry_uri"]
+    endpoint = parse_qs(registry_uri.partition("?")[2]).get("endpoint", [""])[-1]
+    access: dict[str, Any] = {}
+    if endpoint.split(":", 1)[0] in ("127.0.0.1", "localhost"):
+        from google.auth.credentials import AnonymousCredentials
+
+        access["credentials"] = AnonymousCredentials()  # a loopback emulator, as for CHAINPROOF_VERTEX_ENDPOINT
+    registry = registry_for(registry_uri, **access)
+    with tempfile.TemporaryDirectory(prefix="chainproof-submit-") as tmp:
+        result = verify_registered(outcome["reference"], registry=registry, trusted_owner_keys={owner.keyid: owner},
+                                   workdir=Path(tmp))
+        entry = Path(tmp) / "bundle" / "registry" / "entry.json"
+        recorded = json.loads(entry.read_text()).get("run") if entry.is_file() else None
+    if outcome.get("created") and recorded != run.prepared.run:
+        raise VerificationError(f"{outcome['reference']}: its signed registry entry names run {recorded!r}, not this run "
+                         f"{run.prepared.run}")
+    if args.format == "json":
+        _print_json({**run.to_dict(), "state": "SUCCEEDED", "verified": True,
+                     "registered": [{"registered": outcome["reference"], "model_sha256": result.model_sha256,
+                                     "steps": [s.name for s in result.steps], "run": recorded}]})
+        return 0
+    print(f"OK: verified {outcome['reference']} (model sha256 {result.model_sha256}, {len(result.steps)} steps, "
+          f"owner key {owner.keyid[:16]})")
+    return 0
 
 
 def _wait_and_verify(args: argparse.Namespace, run: Any, access: dict[str, Any]) -> int:

@@ -205,6 +205,8 @@ class SubmittedRun:
         service_account: the service account the job runs as.
         owner_public_key: the PEM of the owner key that signed the layout.
         register_tasks: the KFP task names of the pipeline's registration steps.
+        run: the run nonce.
+        outcome_uri: where the registration step writes what it registered.
     """
 
     resource_name: str
@@ -215,6 +217,8 @@ class SubmittedRun:
     service_account: str
     owner_public_key: str = ""
     register_tasks: tuple[str, ...] = ()
+    run: str = ""
+    outcome_uri: str = ""
 
     def console_url(self) -> str:
         """Return the job's page in the Google Cloud console."""
@@ -371,6 +375,132 @@ def _principals(ir: Mapping[str, Any], expected: Mapping[str, str]) -> dict[str,
     return {**accounts, **{k: v for k, v in expected.items() if k not in accounts}}
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run ready to be submitted to any backend: its layout signed and staged, its values set.
+
+    Attributes:
+        template_sha256: SHA-256 of the compiled template.
+        layout_uri: where the owner-signed layout was staged (with its generation).
+        layout_sha256: the layout's pinned SHA-256.
+        values: every parameter value, the run configuration included.
+        owner_public_key: the PEM of the owner key that signed the layout.
+        register_tasks: the KFP task names of the registration steps.
+        run: the run nonce (every link of the run carries it in ``run/id``).
+        outcome_uri: where the registration step writes what it registered.
+    """
+
+    template_sha256: str
+    layout_uri: str
+    layout_sha256: str
+    values: dict[str, Any]
+    owner_public_key: str
+    register_tasks: tuple[str, ...]
+    run: str
+    outcome_uri: str
+
+
+def prepare_run(
+    *,
+    template: Path,
+    pipeline_root: str,
+    owner_signer: str,
+    signers: Mapping[str, str],
+    step_keys: Mapping[str, Any] | None,
+    parameters: Mapping[str, Any],
+    expected_principals: Mapping[str, str] | None,
+    registry_uri: str,
+    kms_client_factory: Any,
+    gcs: Any,
+    builder_id: str,
+) -> PreparedRun:
+    """Check the template, parameters and signers; sign the layout as the owner and stage it.
+
+    Everything a backend (Vertex AI, Kubeflow Pipelines) submits is decided here, and
+    nothing is submitted when any check fails.
+
+    Raises:
+        InputError: unknown, missing or reserved parameters; missing signers; unknown steps.
+        SignatureError: a given public key that is not its KMS signer's key.
+        ServiceError: KMS refused the credentials.
+
+    Side effects:
+        ``GetPublicKey`` per KMS signer; uploads the signed layout under ``pipeline_root``.
+    """
+    import yaml
+
+    from chainproof._exec import CONFIG_INPUT
+    from chainproof.dsl import derive_graph
+    from chainproof.policy import EXT_EXPECTED_PRINCIPALS, generate_layout, sign_layout
+    from chainproof.signing import load_signer, public_key_pem
+    from chainproof.step import IdentityPolicy, RunConfig
+
+    if not pipeline_root.startswith("gs://"):
+        raise InputError(f"--pipeline-root {pipeline_root!r}: expected gs://BUCKET/PREFIX")
+    run = uuid.uuid4().hex
+    outcome_uri = f"{pipeline_root.rstrip('/')}/chainproof/runs/{run}/registered.json"
+    data = template.read_bytes()
+    template_sha256 = hashlib.sha256(data).hexdigest()
+    declared = pipeline_parameters(template)
+    if CONFIG_INPUT not in declared:
+        raise InputError(f"{template}: not a pipeline built with chainproof.dsl (no {CONFIG_INPUT} parameter)")
+    for name in parameters:
+        if name == CONFIG_INPUT:
+            raise InputError(f"--param {name}: set by submit itself (the owner signs the layout outside the pipeline)")
+        if name not in declared:
+            raise InputError(f"--param {name}: the pipeline has no such parameter (it has: {', '.join(sorted(k for k in declared if k != CONFIG_INPUT))})")
+    missing = sorted(k for k, (optional, _) in declared.items() if not optional and k not in parameters and k != CONFIG_INPUT)
+    if missing:
+        raise InputError(f"missing --param {', '.join(missing)}")
+    # The layout is derived from the very template that is submitted.
+    graph = derive_graph(yaml.safe_load(data))
+    names = graph.step_names
+    unsigned = sorted(set(names) - set(signers))
+    if unsigned:
+        raise InputError(f"no --signer for step {', '.join(unsigned)} (steps: {', '.join(names)})")
+    unknown = sorted((set(expected_principals or {}) | set(signers)) - set(names))
+    if unknown:
+        raise InputError(f"the pipeline has no step {', '.join(unknown)} (steps: {', '.join(names)})")
+    # Before anything is staged or submitted: every step's key, as its signer holds it.
+    functionaries = functionary_keys(names, signers, step_keys, kms_client_factory=kms_client_factory)
+
+    principals = _principals(yaml.safe_load(data), expected_principals or {})
+
+    # The owner signs here, outside the pipeline: the job only ever sees the digest.
+    owner = load_signer(owner_signer)
+    extensions: dict[str, Any] = graph.extensions()
+    if principals:
+        extensions[EXT_EXPECTED_PRINCIPALS] = principals
+    layout = sign_layout(generate_layout(graph.steps, functionaries, extensions=extensions), owner)
+    layout_sha256 = hashlib.sha256(layout).hexdigest()
+    layout_uri = _stage(layout, f"{pipeline_root.rstrip('/')}/chainproof/layouts/{layout_sha256}/root.layout", gcs)
+    config = RunConfig(
+        layout_uri=layout_uri,
+        layout_sha256=layout_sha256,
+        signers=dict(signers),
+        run=run,
+        # On Vertex AI (and KFP on GKE) every step resolves its workload identity (a local user means nothing there).
+        identity=IdentityPolicy(mode="gcp"),
+        owner_public_key=public_key_pem(owner.public_key),
+        registry_uri=registry_uri,
+        builder_id=builder_id,
+        outcome_uri=outcome_uri,
+        component_image=_template_image(yaml.safe_load(data)),
+        pipeline_template_sha256=template_sha256,
+    )
+    values: dict[str, Any] = {
+        **{k: _typed(k, v, declared[k][1]) for k, v in parameters.items()},
+        CONFIG_INPUT: config.to_json(),
+    }
+    roles = graph.graph["roles"]
+    return PreparedRun(
+        template_sha256=template_sha256, layout_uri=layout_uri, layout_sha256=layout_sha256, values=values,
+        owner_public_key=public_key_pem(owner.public_key),
+        register_tasks=tuple(step.replace("_", "-") for step in names if roles.get(step) == "register"),
+        run=run, outcome_uri=outcome_uri,
+    )
+
+
 def submit_pipeline(
     *,
     template: Path,
@@ -438,80 +568,27 @@ def submit_pipeline(
         Calls ``KeyManagementService/GetPublicKey`` once per KMS signer; uploads the signed
         layout to Cloud Storage; calls ``PipelineService/CreatePipelineJob``.
     """
-    import yaml
     from google.cloud import aiplatform
 
-    from chainproof._exec import CONFIG_INPUT
-    from chainproof.dsl import derive_graph
     from chainproof.pipelines import VERTEX_BUILDER_ID
-    from chainproof.policy import EXT_EXPECTED_PRINCIPALS, generate_layout, sign_layout
     from chainproof.registry import digest_labels
-    from chainproof.signing import load_signer, public_key_pem
-    from chainproof.step import IdentityPolicy, RunConfig
 
     sa = check_service_account(service_account, project=project)
     if not pipeline_root.startswith("gs://"):
         raise InputError(f"--pipeline-root {pipeline_root!r}: expected gs://BUCKET/PREFIX")
-    data = template.read_bytes()
-    template_sha256 = hashlib.sha256(data).hexdigest()
-    declared = pipeline_parameters(template)
-    if CONFIG_INPUT not in declared:
-        raise InputError(f"{template}: not a pipeline built with chainproof.dsl (no {CONFIG_INPUT} parameter)")
-    for name in parameters:
-        if name == CONFIG_INPUT:
-            raise InputError(f"--param {name}: set by submit itself (the owner signs the layout outside the pipeline)")
-        if name not in declared:
-            raise InputError(f"--param {name}: the pipeline has no such parameter (it has: {', '.join(sorted(k for k in declared if k != CONFIG_INPUT))})")
-    missing = sorted(k for k, (optional, _) in declared.items() if not optional and k not in parameters and k != CONFIG_INPUT)
-    if missing:
-        raise InputError(f"missing --param {', '.join(missing)}")
-    # The layout is derived from the very template that is submitted.
-    graph = derive_graph(yaml.safe_load(data))
-    names = graph.step_names
-    unsigned = sorted(set(names) - set(signers))
-    if unsigned:
-        raise InputError(f"no --signer for step {', '.join(unsigned)} (steps: {', '.join(names)})")
-    unknown = sorted((set(expected_principals or {}) | set(signers)) - set(names))
-    if unknown:
-        raise InputError(f"the pipeline has no step {', '.join(unknown)} (steps: {', '.join(names)})")
     registry = _registry_uri(registry_uri, project=project, region=region, pipeline_root=pipeline_root,
                              serving_image=serving_image, chainproof_serving_image=chainproof_serving_image)
-    # Before anything is staged or submitted: every step's key, as its signer holds it.
-    functionaries = functionary_keys(names, signers, step_keys, kms_client_factory=kms_client_factory)
-
-    principals = _principals(yaml.safe_load(data), expected_principals or {})
-
-    # The owner signs here, outside the pipeline: the job only ever sees the digest.
-    owner = load_signer(owner_signer)
-    extensions: dict[str, Any] = graph.extensions()
-    if principals:
-        extensions[EXT_EXPECTED_PRINCIPALS] = principals
-    layout = sign_layout(generate_layout(graph.steps, functionaries, extensions=extensions), owner)
-    layout_sha256 = hashlib.sha256(layout).hexdigest()
     if gcs_client_factory is not None:
         gcs = gcs_client_factory()
     else:
         from google.cloud import storage
 
         gcs = storage.Client(project=project, credentials=credentials)
-    layout_uri = _stage(layout, f"{pipeline_root.rstrip('/')}/chainproof/layouts/{layout_sha256}/root.layout", gcs)
-    config = RunConfig(
-        layout_uri=layout_uri,
-        layout_sha256=layout_sha256,
-        signers=dict(signers),
-        run=uuid.uuid4().hex,
-        # On Vertex AI every step resolves its workload identity (a local user means nothing there).
-        identity=IdentityPolicy(mode="gcp"),
-        owner_public_key=public_key_pem(owner.public_key),
-        registry_uri=registry,
-        builder_id=VERTEX_BUILDER_ID,
-        component_image=_template_image(yaml.safe_load(data)),
-        pipeline_template_sha256=template_sha256,
-    )
-    values: dict[str, Any] = {
-        **{k: _typed(k, v, declared[k][1]) for k, v in parameters.items()},
-        CONFIG_INPUT: config.to_json(),
-    }
+    prepared = prepare_run(template=template, pipeline_root=pipeline_root, owner_signer=owner_signer, signers=signers,
+                           step_keys=step_keys, parameters=parameters, expected_principals=expected_principals,
+                           registry_uri=registry, kms_client_factory=kms_client_factory, gcs=gcs,
+                           builder_id=VERTEX_BUILDER_ID)
+    template_sha256, values = prepared.template_sha256, prepared.values
     labels = {
         **digest_labels(template_sha256, TEMPLATE_DIGEST_LABELS),
         "chainproof-version": re.sub(r"[^a-z0-9_-]", "-", __version__.lower()),
@@ -529,16 +606,17 @@ def submit_pipeline(
         credentials=credentials,
     )
     job.submit(service_account=sa)
-    roles = graph.graph["roles"]
     return SubmittedRun(
         resource_name=job.resource_name,
         template_sha256=template_sha256,
-        layout_uri=layout_uri,
-        layout_sha256=layout_sha256,
+        layout_uri=prepared.layout_uri,
+        layout_sha256=prepared.layout_sha256,
         parameters=values,
         service_account=sa,
-        owner_public_key=public_key_pem(owner.public_key),
-        register_tasks=tuple(step.replace("_", "-") for step in names if roles.get(step) == "register"),
+        owner_public_key=prepared.owner_public_key,
+        register_tasks=prepared.register_tasks,
+        run=prepared.run,
+        outcome_uri=prepared.outcome_uri,
     )
 
 
