@@ -229,3 +229,17 @@ def test_launcher_refuses_an_unpinned_image_or_no_account_before_creating_anythi
                             "--location", REGION, "--gcp_resources", str(tmp_path / "r")]) == 2
     assert expected in capsys.readouterr().err
     assert fake.calls("CreateCustomJob") == []
+
+
+def test_a_step_running_as_another_account_than_its_custom_job_names_refuses_to_run(per_step_template, on_gce, tmp_path):
+    """The accounts submit pins come from the compiled template; a step whose identity is another refuses."""
+    from chainproof.runner import StepFailed, run_reference_pipeline
+
+    _, doc = per_step_template
+    pinned = {"train_model": step_service_accounts(doc)["train_model"]}
+    assert pinned["train_model"] != on_gce.email
+    with pytest.raises(StepFailed) as err:
+        run_reference_pipeline(workdir=tmp_path / "work", trust_dir=tmp_path / "trust", identity="gcp",
+                               expected_principals=pinned)
+    assert err.value.step == "train_model"
+    assert f"running as {on_gce.email}" in str(err.value) and f"the layout expects {pinned['train_model']}" in str(err.value)
