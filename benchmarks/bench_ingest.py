@@ -1,6 +1,6 @@
 """Ingest: fetch one object from a loopback HTTPS server, hash it, scan it; vs a plain download.
 
-The server runs in its own process (``tests/integration/servers.py`` over TLS), so
+The server runs in its own process (``chainproof.testing.servers`` over TLS), so
 both contenders pay the same TLS and loopback costs. The object is a joblib file
 holding one float64 array (model weights), generated once with a fixed seed.
 """

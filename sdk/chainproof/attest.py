@@ -113,12 +113,27 @@ def record_link(
                 "principal": principal.to_dict(),
                 "signer": signer.describe(),
                 "parameters": _json_safe(dict(parameters), where=f"{step} parameters"),
+                # The ML frameworks the step ran with: a model is served by an image of the same version.
+                "frameworks": _frameworks(),
             }
         },
     )
     envelope = Envelope.from_signable(link)
     envelope.create_signature(signer.signer)
     return envelope
+
+
+def _frameworks() -> dict[str, str]:
+    """Installed versions of the model frameworks chainproof serves (read from package metadata)."""
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for name in ("scikit-learn",):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
 
 
 def link_filename(step: str, keyid: str) -> str:

@@ -416,11 +416,16 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         from chainproof.local import load_pipeline
 
         pipeline_func = load_pipeline(args.pipeline)
-    digest = compile_pipeline(image=args.image, output=output, target=args.target, pipeline_func=pipeline_func)
+    accounts = _pairs(args.step_service_account, "--step-service-account")
+    digest = compile_pipeline(image=args.image, output=output, target=args.target, pipeline_func=pipeline_func,
+                              step_service_accounts=accounts, machine_type=args.machine_type)
     if args.format == "json":
-        _print_json({"template": str(output), "template_sha256": digest, "image": args.image, "target": args.target})
+        _print_json({"template": str(output), "template_sha256": digest, "image": args.image, "target": args.target,
+                     "step_service_accounts": accounts})
         return 0
     print(f"OK: {output} (sha256 {digest}); every component runs {args.image}")
+    for step, email in sorted(accounts.items()):
+        print(f"  {step} runs as a Vertex AI custom job under {email}")
     return 0
 
 
@@ -434,32 +439,30 @@ def _parse_params(items: list[str] | None) -> dict[str, str]:
     return params
 
 
-def _cmd_submit(args: argparse.Namespace) -> int:
-    import yaml
+#: The reference pipeline's parameters without a default (what ``submit --help`` lists).
+SUBMIT_REQUIRED_PARAMS = ("source_uri", "expected_sha256", "target_column")
 
-    from chainproof.dsl import derive_graph
-    from chainproof.signing import load_public_key
+
+def _kms_client_factory(endpoint: str | None) -> Any:
+    from chainproof.signing import kms_client
+
+    # Application Default Credentials, also for a loopback KMS: the submitter's own token is what KMS checks.
+    return kms_client(endpoint)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
     from chainproof.vertex import submit_pipeline
 
-    template = Path(args.template)
-    if args.pipeline:
-        from chainproof.local import load_pipeline
-        from chainproof.vertex import compile_pipeline
-
-        if not args.image:
-            raise InputError("--pipeline needs --image REGISTRY/PATH@sha256:DIGEST to compile it for Vertex AI")
-        compile_pipeline(image=args.image, output=template, pipeline_func=load_pipeline(args.pipeline))
-    if not template.is_file():
-        raise InputError(f"{template}: no compiled pipeline (run chainproof compile, or give --pipeline and --image)")
-    try:
-        steps = derive_graph(yaml.safe_load(template.read_text())).step_names
-    except yaml.YAMLError as exc:
-        raise InputError(f"{template}: not a compiled KFP pipeline (YAML error)") from exc
-    keys_dir = Path(args.keys)
-    step_keys = {step: load_public_key(keys_dir / f"{step}.pub") for step in steps}
+    if args.kfp_host:
+        return _cmd_submit_kfp(args)
+    for flag in ("project", "region"):
+        if not getattr(args, flag):
+            raise InputError(f"--{flag} is required for Vertex AI (or give --kfp-host URL for Kubeflow Pipelines)")
+    template, step_keys = _submit_template(args, "Vertex AI")
     params = _parse_params(args.param)
+    access = _vertex_access()
     run = submit_pipeline(
-        template=Path(args.template),
+        template=template,
         project=args.project,
         region=args.region,
         pipeline_root=args.pipeline_root,
@@ -470,15 +473,159 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         parameters=params,
         display_name=args.display_name,
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
-        **_vertex_access(),
+        registry_uri=args.registry_uri or "",
+        serving_image=args.serving_image or "",
+        chainproof_serving_image=args.chainproof_serving_image or "",
+        kms_client_factory=_kms_client_factory,
+        **access,
     )
-    if args.format == "json":
-        _print_json(run.to_dict())
+    console = run.console_url()
+    if args.format != "json":
+        print(f"OK: submitted {run.resource_name}")
+        print(f"  runs as          {run.service_account}")
+        print(f"  template sha256  {run.template_sha256}")
+        print(f"  layout           {run.layout_uri} (sha256 {run.layout_sha256})")
+        print(f"  console          {console}")
+        sys.stdout.flush()
+    if not args.wait:
+        if args.format == "json":
+            _print_json({**run.to_dict(), "console": console})
         return 0
-    print(f"OK: submitted {run.resource_name}")
-    print(f"  runs as          {run.service_account}")
-    print(f"  template sha256  {run.template_sha256}")
-    print(f"  layout           {run.layout_uri} (sha256 {run.layout_sha256})")
+    return _wait_and_verify(args, run, access)
+
+
+def _submit_template(args: argparse.Namespace, target: str) -> tuple[Path, dict[str, Any]]:
+    """The template to submit (compiled here with --pipeline) and the step public keys given with --keys."""
+    import yaml
+
+    from chainproof.dsl import derive_graph
+    from chainproof.signing import load_public_key
+
+    template = Path(args.template)
+    if args.pipeline:
+        from chainproof.local import load_pipeline
+        from chainproof.vertex import compile_pipeline
+
+        if not args.image:
+            raise InputError(f"--pipeline needs --image REGISTRY/PATH@sha256:DIGEST to compile it for {target}")
+        compile_pipeline(image=args.image, output=template, pipeline_func=load_pipeline(args.pipeline),
+                         step_service_accounts=_pairs(args.step_service_account, "--step-service-account"))
+    elif args.step_service_account:
+        raise InputError("--step-service-account goes with --pipeline (or with chainproof compile)")
+    if not template.is_file():
+        raise InputError(f"{template}: no compiled pipeline (run chainproof compile, or give --pipeline and --image)")
+    try:
+        steps = derive_graph(yaml.safe_load(template.read_text())).step_names
+    except yaml.YAMLError as exc:
+        raise InputError(f"{template}: not a compiled KFP pipeline (YAML error)") from exc
+    keys: dict[str, Any] = {}
+    if args.keys:
+        folder = Path(args.keys)
+        keys = {step: load_public_key(folder / f"{step}.pub") for step in steps if (folder / f"{step}.pub").is_file()}
+    return template, keys
+
+
+def _cmd_submit_kfp(args: argparse.Namespace) -> int:
+    """``submit --kfp-host URL``: the same signed layout and run configuration, created with kfp.Client."""
+    import tempfile
+    from urllib.parse import parse_qs
+
+    from chainproof.errors import VerificationError
+    from chainproof.kfp_backend import read_outcome, submit_kfp_pipeline, wait_for_kfp_run
+    from chainproof.registry import registry_for, verify_registered
+    from chainproof.signing import public_key_from_pem
+
+    clash = [flag for flag, value in (("--project", args.project), ("--region", args.region),
+                                      ("--serving-image", args.serving_image),
+                                      ("--chainproof-serving-image", args.chainproof_serving_image)) if value]
+    if clash:
+        raise InputError(f"{clash[0]} is for Vertex AI; with --kfp-host give --registry-uri (serving image in it)")
+    template, step_keys = _submit_template(args, "Kubeflow Pipelines")
+    run = submit_kfp_pipeline(
+        host=args.kfp_host, template=template, pipeline_root=args.pipeline_root, owner_signer=args.owner_signer,
+        signers=_pairs(args.signer, "--signer"), parameters=_parse_params(args.param),
+        registry_uri=args.registry_uri or "", step_keys=step_keys,
+        expected_principals=_pairs(args.expect_principal, "--expect-principal"),
+        kms_client_factory=_kms_client_factory, run_name=args.display_name,
+        service_account=args.service_account or "",
+    )
+    if args.format != "json":
+        print(f"OK: submitted run {run.run_id} to {run.host}")
+        print(f"  template sha256  {run.prepared.template_sha256}")
+        print(f"  layout           {run.prepared.layout_uri} (sha256 {run.prepared.layout_sha256})")
+        print(f"  console          {run.console_url()}")
+        sys.stdout.flush()
+    if not args.wait:
+        if args.format == "json":
+            _print_json(run.to_dict())
+        return 0
+
+    def show(state: str) -> None:
+        print(f"  state            {state}", file=sys.stderr, flush=True)
+
+    wait_for_kfp_run(run, poll_seconds=args.poll_seconds, timeout_seconds=args.timeout, on_state=show)
+    from google.cloud import storage
+
+    # The evidence is read from the run's pipeline root: the pointer, then the registered bundle.
+    outcome = read_outcome(run.prepared.outcome_uri, gcs=storage.Client(), run=run.prepared.run)
+    owner = public_key_from_pem(run.prepared.owner_public_key, what="the owner key")
+    registry_uri = json.loads(run.prepared.values["chainproof_config"])["registry_uri"]
+    endpoint = parse_qs(registry_uri.partition("?")[2]).get("endpoint", [""])[-1]
+    access: dict[str, Any] = {}
+    if endpoint.split(":", 1)[0] in ("127.0.0.1", "localhost"):
+        from google.auth.credentials import AnonymousCredentials
+
+        access["credentials"] = AnonymousCredentials()  # a loopback emulator, as for CHAINPROOF_VERTEX_ENDPOINT
+    registry = registry_for(registry_uri, **access)
+    with tempfile.TemporaryDirectory(prefix="chainproof-submit-") as tmp:
+        result = verify_registered(outcome["reference"], registry=registry, trusted_owner_keys={owner.keyid: owner},
+                                   workdir=Path(tmp))
+        entry = Path(tmp) / "bundle" / "registry" / "entry.json"
+        recorded = json.loads(entry.read_text()).get("run") if entry.is_file() else None
+    if outcome.get("created") and recorded != run.prepared.run:
+        raise VerificationError(f"{outcome['reference']}: its signed registry entry names run {recorded!r}, not this run "
+                         f"{run.prepared.run}")
+    if args.format == "json":
+        _print_json({**run.to_dict(), "state": "SUCCEEDED", "verified": True,
+                     "registered": [{"registered": outcome["reference"], "model_sha256": result.model_sha256,
+                                     "steps": [s.name for s in result.steps], "run": recorded}]})
+        return 0
+    print(f"OK: verified {outcome['reference']} (model sha256 {result.model_sha256}, {len(result.steps)} steps, "
+          f"owner key {owner.keyid[:16]})")
+    return 0
+
+
+def _wait_and_verify(args: argparse.Namespace, run: Any, access: dict[str, Any]) -> int:
+    """Follow the job to its end (each state change on stderr), then verify what it registered."""
+    import tempfile
+
+    from chainproof.registry import VertexModelRegistry, parse_vertex_reference, verify_registered
+    from chainproof.signing import public_key_from_pem
+    from chainproof.vertex import registered_references, wait_for_pipeline_job
+
+    def show(state: str) -> None:
+        print(f"  state            {state}", file=sys.stderr, flush=True)
+
+    job = wait_for_pipeline_job(run.resource_name, region=args.region, poll_seconds=args.poll_seconds,
+                                timeout_seconds=args.timeout, on_state=show, **access)
+    references = registered_references(job, run.register_tasks)
+    owner = public_key_from_pem(run.owner_public_key, what="the owner key")
+    verified = []
+    with tempfile.TemporaryDirectory(prefix="chainproof-submit-") as tmp:
+        for n, reference in enumerate(references):
+            project, location, _, _ = parse_vertex_reference(reference)
+            registry = VertexModelRegistry(project=project, location=location, **access)
+            result = verify_registered(reference, registry=registry, trusted_owner_keys={owner.keyid: owner},
+                                       workdir=Path(tmp) / str(n))
+            verified.append({"registered": reference, "model_sha256": result.model_sha256,
+                             "steps": [s.name for s in result.steps]})
+    if args.format == "json":
+        _print_json({**run.to_dict(), "console": run.console_url(), "state": "PIPELINE_STATE_SUCCEEDED",
+                     "verified": True, "registered": verified})
+        return 0
+    for item in verified:
+        print(f"OK: verified {item['registered']} (model sha256 {item['model_sha256']}, "
+              f"{len(item['steps'])} steps, owner key {owner.keyid[:16]})")
     return 0
 
 
@@ -570,25 +717,54 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--pipeline", metavar="FILE.py:NAME", help="your own pipeline (default: the reference pipeline)")
     comp.add_argument("-o", "--output", default="pipeline.yaml", help="the pipeline YAML to write (default: pipeline.yaml)")
     comp.add_argument("--target", choices=["vertex", "local"], default="vertex", help="where it will run (sets the SLSA builder id)")
+    comp.add_argument("--step-service-account", action="append", metavar="STEP=EMAIL",
+                      help="run STEP as a Vertex AI custom job under this service account (repeatable); the job's "
+                           "own account needs iam.serviceAccounts.actAs on it, and submit pins it in the layout")
+    comp.add_argument("--machine-type", default="n1-standard-4", help="machine type of those custom jobs")
     comp.add_argument("--format", choices=["text", "json"], default="text")
     comp.set_defaults(func=_cmd_compile)
 
-    submit = sub.add_parser("submit", help="owner-sign the layout, stage it, and submit the compiled pipeline to Vertex AI")
-    submit.add_argument("--project", required=True)
-    submit.add_argument("--region", required=True)
-    submit.add_argument("--pipeline-root", required=True, help="gs://BUCKET/PREFIX")
-    submit.add_argument("--service-account", help="the dedicated service account the job runs as (mandatory)")
-    submit.add_argument("--owner-signer", required=True, help="the owner's signer reference, e.g. file:keys/owner.pem")
-    submit.add_argument("--keys", default="chainproof-work/keys", help="folder of the steps' public keys STEP.pub (default: ./chainproof-work/keys)")
+    submit = sub.add_parser(
+        "submit", help="owner-sign the layout, stage it, and submit a pipeline to Vertex AI (or Kubeflow Pipelines)",
+        description="Owner-sign the run's layout outside the pipeline, stage it pinned by digest, and submit. "
+                    "Every step's signer is checked against the layout first (gcpkms:// keys are fetched from "
+                    "Cloud KMS): a mismatch exits 1 and nothing is submitted. Exit 3: missing or refused "
+                    "credentials, or an unreachable service.",
+        epilog="Required --param of the reference pipeline: " + ", ".join(SUBMIT_REQUIRED_PARAMS) + ". "
+               "With --pipeline FILE.py:NAME: every parameter of NAME without a default (a missing one is named). "
+               "Vertex AI needs --project, --region, --pipeline-root gs://..., --service-account, --owner-signer "
+               "and one --signer per step; Kubeflow Pipelines needs --kfp-host instead of --project/--region.",
+    )
+    submit.add_argument("--project", help="the Google Cloud project (Vertex AI)")
+    submit.add_argument("--region", help="the Vertex AI region, e.g. europe-west4")
+    submit.add_argument("--pipeline-root", required=True, help="gs://BUCKET/PREFIX (Vertex AI; or s3://, gs:// with --kfp-host)")
+    submit.add_argument("--service-account", help="the dedicated service account the job runs as (mandatory on Vertex AI)")
+    submit.add_argument("--owner-signer", required=True, help="the owner's signer reference, e.g. gcpkms://.../owner/cryptoKeyVersions/1 or file:keys/owner.pem")
+    submit.add_argument("--keys", help="folder of step public keys STEP.pub: needed for signers that are not gcpkms:// "
+                                       "(a gcpkms:// key is fetched from Cloud KMS; a .pub given too must match it)")
     submit.add_argument("--template", default="pipeline.yaml", help="the compiled pipeline (default: pipeline.yaml)")
     submit.add_argument("--pipeline", metavar="FILE.py:NAME", help="compile and submit your own pipeline (with --image)")
     submit.add_argument("--image", help="with --pipeline: REGISTRY/PATH@sha256:DIGEST every component runs")
+    submit.add_argument("--step-service-account", action="append", metavar="STEP=EMAIL",
+                        help="with --pipeline: run STEP as a Vertex AI custom job under this account (repeatable)")
     submit.add_argument("--signer", action="append", metavar="STEP=REF",
                         help="signer of one step, e.g. gcpkms://projects/.../cryptoKeyVersions/1 (one per step; repeatable)")
     submit.add_argument("--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
     submit.add_argument("--expect-principal", action="append", metavar="STEP=EMAIL",
                         help="pin the service account a step must run as, in the owner-signed layout (repeatable)")
     submit.add_argument("--display-name")
+    submit.add_argument("--registry-uri", metavar="URI",
+                        help="where register_model registers (default: vertex://projects/P/locations/R?artifacts=PIPELINE_ROOT/registry)")
+    submit.add_argument("--serving-image", metavar="REF",
+                        help="the registered model's serving image: Vertex AI's prebuilt sklearn-cpu.X-Y image by digest, "
+                             "X.Y the scikit-learn version training uses (checked at registration)")
+    submit.add_argument("--chainproof-serving-image", metavar="REF",
+                        help="or chainproof's own serving image (image/Dockerfile target serving) by digest")
+    submit.add_argument("--wait", action="store_true",
+                        help="follow the job (each state change), then verify the registered model against the owner key")
+    submit.add_argument("--poll-seconds", type=float, default=20.0, help="with --wait: pause between two state checks")
+    submit.add_argument("--timeout", type=float, default=24 * 3600.0, help="with --wait: give up after this many seconds")
+    submit.add_argument("--kfp-host", metavar="URL", help="submit to this Kubeflow Pipelines API instead of Vertex AI")
     submit.add_argument("--format", choices=["text", "json"], default="text")
     submit.set_defaults(func=_cmd_submit)
 

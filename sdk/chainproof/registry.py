@@ -30,12 +30,12 @@ from typing import Any, Protocol
 from chainproof._version import __version__
 from chainproof.attest import utc_now, write_atomic
 from chainproof.digests import digest_tree, manifest_digest
-from chainproof.errors import InputError, RegistryError
+from chainproof.errors import ArtifactRefused, InputError, RegistryError
 from chainproof.verify import VerificationResult, check_artifacts
 
 __all__ = [
     "MODEL_DIGEST_LABELS",
-    "SKLEARN_SERVING_IMAGE",
+    "PREBUILT_SKLEARN_SERVING",
     "VERSION_LABEL",
     "LocalModelRegistry",
     "ModelRegistry",
@@ -341,10 +341,12 @@ class LocalModelRegistry:
 
 # --------------------------------------------------------------------------- Vertex AI
 
-#: The prebuilt Vertex AI serving image for scikit-learn models (``model.joblib``).
-#: Google publishes prebuilt serving images by tag only; pass ``serving_image`` to pin
-#: your own digest-referenced serving image instead.
-SKLEARN_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-6:latest"
+#: Vertex AI's prebuilt scikit-learn serving images (``REGION-docker.pkg.dev/vertex-ai/prediction/
+#: sklearn-cpu.1-6``): the repository names the scikit-learn version it serves. Google publishes them
+#: by tag; chainproof registers one only by digest, and only for the version the model was trained with.
+PREBUILT_SKLEARN_SERVING = re.compile(
+    r"(?:[a-z]+-)?docker\.pkg\.dev/vertex-ai/prediction/sklearn-(?:cpu|gpu)\.(?P<major>[0-9]+)-(?P<minor>[0-9]+)"
+)
 
 #: Label keys that carry a model's SHA-256 manifest digest. A label value holds at
 #: most 63 lowercase characters, a hex SHA-256 has 64: the first key holds hex
@@ -419,7 +421,8 @@ class VertexModelRegistry:
         project: str,
         location: str,
         artifact_root: str = "",
-        serving_image: str = SKLEARN_SERVING_IMAGE,
+        serving_image: str = "",
+        chainproof_serving_image: str = "",
         api_endpoint: str | None = None,
         credentials: Any = None,
         gcs_client_factory: Any = None,
@@ -431,19 +434,40 @@ class VertexModelRegistry:
             location: the region, e.g. ``europe-west4``.
             artifact_root: ``gs://BUCKET[/PREFIX]`` where models and bundles are stored
                 (needed to register, not to find or resolve).
-            serving_image: the serving container of uploaded models.
+            serving_image: a Vertex AI prebuilt scikit-learn serving image, pinned by digest
+                (``us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-9@sha256:...``); its
+                version must be the one the model was trained with.
+            chainproof_serving_image: or chainproof's own serving image (``image/Dockerfile``
+                target ``serving``, built from the component image's lock), pinned by digest.
             api_endpoint: a non-default Vertex AI endpoint (``HOST:PORT``).
             credentials: google-auth credentials (default: Application Default Credentials).
             gcs_client_factory: builds the ``storage.Client`` (default: ``storage.Client()``).
 
         Raises:
-            InputError: ``artifact_root`` is not a ``gs://`` URI.
+            InputError: ``artifact_root`` is not a ``gs://`` URI; a serving image not pinned by
+                digest, both serving images, or a ``serving_image`` that is not a prebuilt
+                scikit-learn image.
         """
+        from chainproof.images import check_image_reference
+
+        if serving_image and chainproof_serving_image:
+            raise InputError("give serving_image (a prebuilt scikit-learn image) or chainproof_serving_image, not both")
+        if serving_image:
+            ref = check_image_reference(serving_image)
+            if not PREBUILT_SKLEARN_SERVING.fullmatch(ref.repository):
+                raise InputError(
+                    f"serving_image {serving_image}: not a Vertex AI prebuilt scikit-learn image "
+                    "(REGION-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.X-Y@sha256:...); for chainproof's own "
+                    "serving image use chainproof_serving_image"
+                )
+        if chainproof_serving_image:
+            check_image_reference(chainproof_serving_image)
         if artifact_root and (not artifact_root.startswith("gs://") or len(artifact_root.rstrip("/")) <= len("gs://")):
             raise InputError(f"artifact root {artifact_root!r}: expected gs://BUCKET[/PREFIX]")
         self.project, self.location = project, location
         self.artifact_root = artifact_root.rstrip("/")
-        self.serving_image = serving_image
+        self.serving_image = serving_image or chainproof_serving_image
+        self.chainproof_serving = bool(chainproof_serving_image)
         self.api_endpoint = api_endpoint
         self.credentials = credentials
         self.gcs_client_factory = gcs_client_factory
@@ -466,11 +490,13 @@ class VertexModelRegistry:
         if not m:
             raise InputError(f"{uri}: expected vertex://projects/P/locations/L?artifacts=gs://BUCKET/PREFIX")
         params = {k: v[-1] for k, v in parse_qs(query).items()}
-        unknown = sorted(set(params) - {"artifacts", "endpoint", "serving_image"})
+        known = {"artifacts", "endpoint", "serving_image", "chainproof_serving_image"}
+        unknown = sorted(set(params) - known)
         if unknown:
-            raise InputError(f"{uri}: unknown parameter {unknown[0]!r} (known: artifacts, endpoint, serving_image)")
-        if "serving_image" in params:
-            kwargs.setdefault("serving_image", params["serving_image"])
+            raise InputError(f"{uri}: unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        for key in ("serving_image", "chainproof_serving_image"):
+            if key in params:
+                kwargs.setdefault(key, params[key])
         if "endpoint" in params:
             kwargs.setdefault("api_endpoint", params["endpoint"])
         return cls(project=m.group(1), location=m.group(2), artifact_root=params.get("artifacts", ""), **kwargs)
@@ -611,6 +637,8 @@ class VertexModelRegistry:
         """
         import google.cloud.aiplatform as aiplatform
 
+        # Before anything is uploaded: the model is served by an image that can load it.
+        self.check_serving_image(verified)
         # Re-hash what is about to be published: time of check == time of use.
         stored = digest_tree(model_dir, prefix="model")
         check_artifacts(verified.model_files, stored, producer="the verified chain", what="model")
@@ -661,6 +689,49 @@ class VertexModelRegistry:
             created=created,
         )
 
+    def check_serving_image(self, verified: VerificationResult) -> str:
+        """Refuse a serving image that cannot be trusted to load this model.
+
+        The image is pinned by digest; a prebuilt scikit-learn image must serve the
+        scikit-learn version (major.minor) that the model's producing step recorded in
+        its signed link; chainproof's own serving image is built from the same lock as
+        the component image the model was trained in.
+
+        Args:
+            verified: the verified chain of the model to register.
+
+        Returns:
+            The scikit-learn version the model was trained with (empty when none was recorded).
+
+        Raises:
+            RegistryError: no serving image was given.
+            ArtifactRefused: the prebuilt image serves another scikit-learn version (both named),
+                or the training step recorded none.
+        """
+        trained = _trained_sklearn(verified)
+        if not self.serving_image:
+            raise RegistryError(
+                "no serving image for the Vertex AI model: give serving_image=REGION-docker.pkg.dev/vertex-ai/"
+                f"prediction/sklearn-cpu.{'-'.join(trained.split('.')[:2]) if trained else 'X-Y'}@sha256:... "
+                "or chainproof_serving_image=REGISTRY/PATH@sha256:... (image/Dockerfile target serving)"
+            )
+        if self.chainproof_serving:
+            return trained
+        m = PREBUILT_SKLEARN_SERVING.fullmatch(self.serving_image.split("@", 1)[0].rsplit(":", 1)[0])
+        serves = f"{m.group('major')}.{m.group('minor')}" if m else "?"
+        if not trained:
+            raise ArtifactRefused(
+                f"serving image {self.serving_image}", f"serves scikit-learn {serves}, but no step of the chain "
+                "recorded the scikit-learn version the model was trained with"
+            )
+        if ".".join(trained.split(".")[:2]) != serves:
+            raise ArtifactRefused(
+                f"serving image {self.serving_image}", f"serves scikit-learn {serves}, but the model was trained "
+                f"with scikit-learn {trained}; use a serving image for {'.'.join(trained.split('.')[:2])} or "
+                "chainproof's own serving image (chainproof_serving_image)"
+            )
+        return trained
+
     def resolve(self, reference: str) -> RegisteredModel:
         """Return a version by ``vertex://projects/P/locations/L/models/ID@VERSION``.
 
@@ -689,6 +760,18 @@ class VertexModelRegistry:
         project, location, name, version = parse_vertex_reference(reference)
         resource = f"projects/{project}/locations/{location}/models/{name}@{version}"
         return resource, f"https://{location}-aiplatform.googleapis.com/v1/{resource}"
+
+
+def _trained_sklearn(verified: VerificationResult) -> str:
+    """The scikit-learn version recorded by the step(s) that produced the model's files."""
+    versions = {
+        str((record.environment.get("frameworks") or {}).get("scikit-learn", ""))
+        for record in verified.steps
+        if any(name in record.products for name in verified.model_files)
+    } - {""}
+    if len(versions) > 1:
+        raise ArtifactRefused("model", f"its files were produced with scikit-learn {', '.join(sorted(versions))}")
+    return versions.pop() if versions else ""
 
 
 def registry_identity(registry: Any, pending: PendingVersion) -> dict[str, str]:

@@ -117,6 +117,8 @@ class RunConfig:
         vault: how steps log in to Vault for ``secret://vault/...`` references
             (:class:`chainproof.secrets.VaultAuth` fields; never a token).
         secret_manager_endpoint: a non-default Secret Manager endpoint (``HOST:PORT``).
+        outcome_uri: where the registration step writes what it registered (``gs://`` or
+            ``file://``), for the submitter to find and verify after the run.
     """
 
     layout_uri: str
@@ -132,6 +134,7 @@ class RunConfig:
     advisories: str = ""
     vault: Mapping[str, str] | None = None
     secret_manager_endpoint: str = ""
+    outcome_uri: str = ""
 
     def to_json(self) -> str:
         """Return the JSON text of the hidden parameter."""

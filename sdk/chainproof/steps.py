@@ -930,9 +930,9 @@ def register_work(
     existing = registry.find(model_name, model_sha256=verified.model_sha256)
     if existing is not None:
         # Idempotent: the same model digest is never registered twice.
-        return {"reference": existing.reference, "model_sha256": existing.model_sha256, "created": False,
-                "bundle": existing.bundle_location, "model": existing.model_location,
-                **_resource_metadata(registry, existing.reference)}
+        return _publish_outcome(ctx, {"reference": existing.reference, "model_sha256": existing.model_sha256,
+                                      "created": False, "bundle": existing.bundle_location,
+                                      "model": existing.model_location, **_resource_metadata(registry, existing.reference)})
     pending = registry.prepare(model_name, model_sha256=verified.model_sha256)
     ctx.parameters["reference"] = pending.reference
     staging = ctx.private_dir() / "bundle"
@@ -958,10 +958,39 @@ def register_work(
         "registered": pending.reference,
     }, indent=2, sort_keys=True) + "\n").encode())
     registered = registry.commit(pending, model_dir=model, bundle_dir=staging, verified=verified)
-    return {"reference": registered.reference, "model_sha256": registered.model_sha256, "created": True,
-            "bundle": registered.bundle_location, "model": registered.model_location,
-            "link": str(Path(registered.bundle_location) / LINKS_DIR / link.name),
-            **_resource_metadata(registry, registered.reference)}
+    return _publish_outcome(ctx, {"reference": registered.reference, "model_sha256": registered.model_sha256,
+                                  "created": True, "bundle": registered.bundle_location,
+                                  "model": registered.model_location,
+                                  "link": str(Path(registered.bundle_location) / LINKS_DIR / link.name),
+                                  **_resource_metadata(registry, registered.reference)})
+
+
+def _publish_outcome(ctx: Any, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Write what was registered where the submitter looks for it (``RunConfig.outcome_uri``).
+
+    The file only points: the submitter verifies the registered version against the owner
+    key and checks that its signed ``registry/entry.json`` names this run.
+    """
+    settings = getattr(ctx, "settings", None)
+    uri = str(getattr(settings, "outcome_uri", "") or "")
+    if not uri:
+        return outcome
+    doc = {"run": settings.run, **{k: outcome[k] for k in ("reference", "model_sha256", "created", "bundle")}}
+    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    if uri.startswith("gs://"):
+        from google.cloud import storage
+
+        bucket, _, name = uri[len("gs://"):].partition("/")
+        storage.Client().bucket(bucket).blob(name).upload_from_string(data, content_type="application/json")
+    elif uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        path = Path(unquote(urlparse(uri).path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+    else:
+        raise InputError(f"outcome_uri {uri!r}: expected gs:// or file://")
+    return outcome
 
 
 def register_model(

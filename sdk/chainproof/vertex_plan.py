@@ -90,7 +90,9 @@ def plan_commands(*, project: str, region: str, bucket: str, keyring: str = "cha
         # Only its own signing key.
         cmds.append(f"gcloud kms keys add-iam-policy-binding {q(key)} --project {p} --location {q(region)} "
                     f"--keyring {q(keyring)} --member serviceAccount:{sa} --role roles/cloudkms.signerVerifier")
-        bucket_role = "roles/storage.objectViewer" if step == "secure_ingest" else "roles/storage.objectAdmin"
+        # Every step, secure_ingest included, writes its products and its link under the pipeline root
+        # as its own account (a custom job writes through Cloud Storage FUSE, /gcs/BUCKET/...).
+        bucket_role = "roles/storage.objectAdmin"
         cmds.append(f"gcloud storage buckets add-iam-policy-binding gs://{q(bucket)} --member serviceAccount:{sa} "
                     f"--role {bucket_role}")
         cmds.append(f"gcloud artifacts repositories add-iam-policy-binding {q(repository)} --project {p} "

@@ -9,7 +9,7 @@ from chainproof.errors import DigestMismatch, SignatureError, VerificationError
 from chainproof.serve.loader import load_verified
 from chainproof.signing import init_keys, load_public_key
 from chainproof.storage import FetchOptions, RetryPolicy
-from tests.integration.servers import make_self_signed_cert, object_server
+from chainproof.testing.servers import make_self_signed_cert, object_server
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,8 @@ GOLDEN_IMAGE = "example.invalid/chainproof/components@sha256:f203ef9866a16948acd
 STEPS = list(__import__("chainproof.dsl", fromlist=["derive_graph"]).derive_graph(yaml.safe_load(GOLDEN.read_text())).step_names)
 REGENERATE = f"chainproof compile --image {GOLDEN_IMAGE} -o pipelines/zero_trust_training.yaml"
 PROJECT, REGION, BUCKET = "proj", "europe-west4", "pipeline-bucket"
+# chainproof's own serving image (image/Dockerfile target serving), an example reference like GOLDEN_IMAGE.
+SERVING_IMAGE = "example.invalid/chainproof/serving@sha256:" + "5e" * 32
 
 
 def _executors(doc: dict) -> dict:
@@ -131,14 +133,47 @@ def services(loopback_tls):
         yield f"127.0.0.1:{front.server_address[1]}", fake, address, f"{gcs[0]}:{gcs[1]}"
 
 
+#: Cloud KMS on 127.0.0.1: the fake (its key versions) and its endpoint, set by the ``kms`` fixture.
+KMS: dict = {}
+KMS_KEY = "projects/chainproof-test/locations/europe-west4/keyRings/pipeline/cryptoKeys/{step}/cryptoKeyVersions/1"
+
+
+@pytest.fixture(scope="module")
+def kms(loopback_tls):
+    """One KMS key version per step, behind the real google-cloud-kms client's TLS and bearer token."""
+    from chainproof.testing.kms import FakeKms
+    from chainproof.testing.oauth import token_endpoint
+
+    cert, key = loopback_tls
+    with token_endpoint() as oauth:
+        server = FakeKms(expected_token=oauth.token)
+        for step in [*STEPS, "preprocess", "train"]:  # the reference pipeline's steps and tests/assets/churn_pipeline.py's
+            server.add_key(KMS_KEY.format(step=step))
+        KMS.update(fake=server, endpoint=server.start(key.read_bytes(), cert.read_bytes()), oauth=oauth)
+        try:
+            yield server
+        finally:
+            server.stop()
+            KMS.clear()
+
+
+def kms_signer(step: str) -> str:
+    return f"gcpkms://{KMS_KEY.format(step=step)}?endpoint={KMS['endpoint']}"
+
+
 @pytest.fixture
-def submit_env(services, tmp_path, monkeypatch):
+def submit_env(services, kms, tmp_path, monkeypatch):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
     front, fake, address, emulator = services
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{front}")
     monkeypatch.setenv("CHAINPROOF_VERTEX_ENDPOINT", address)
+    # The submitter's Application Default Credentials: a user whose tokens come from the loopback endpoint.
+    kms.expected_token = KMS["oauth"].token
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(KMS["oauth"].adc_file(tmp_path)))
+    kms.calls.clear()
+    kms.unauthenticated.clear()
     fake.requests.clear()
     client = storage.Client(project="test", credentials=AnonymousCredentials(),
                             client_options={"api_endpoint": f"http://{emulator}"})
@@ -155,12 +190,12 @@ def _params(ring) -> list[str]:
 
 def _submit_args(ring, *, sa: str) -> list[str]:
     args = ["submit", "--project", PROJECT, "--region", REGION, "--pipeline-root", f"gs://{BUCKET}/runs",
-            "--service-account", sa, "--owner-signer", ring.signer_reference("owner"), "--keys", str(ring.directory),
-            "--template", str(GOLDEN), "--format", "json"]
+            "--service-account", sa, "--owner-signer", ring.signer_reference("owner"),
+            "--template", str(GOLDEN), "--format", "json", "--chainproof-serving-image", SERVING_IMAGE]
     for p in _params(ring):
         args += ["--param", p]
     for step in STEPS:
-        args += ["--signer", f"{step}=gcpkms://projects/{PROJECT}/locations/global/keyRings/r/cryptoKeys/{step}/cryptoKeyVersions/1"]
+        args += ["--signer", f"{step}={kms_signer(step)}"]
     return args
 
 
@@ -192,6 +227,14 @@ def test_submit_signs_and_stages_the_layout_and_runs_as_the_dedicated_service_ac
     envelope, layout = load_layout(data)
     assert verify_layout_signature(envelope, {owner.keyid: owner}) == owner.keyid
     assert [s.name for s in layout.steps] == STEPS
+    # Each step's functionary key is the one its KMS key version holds, fetched once, with the submitter's token.
+    from chainproof.signing import public_key_from_pem
+
+    for step in layout.steps:
+        kms_key = public_key_from_pem(KMS["fake"].public_pem(KMS_KEY.format(step=step.name)), what=step.name)
+        assert step.pubkeys == [kms_key.keyid], step.name
+        assert KMS["fake"].calls[("GetPublicKey", KMS_KEY.format(step=step.name))] == 1
+    assert KMS["fake"].unauthenticated == []
     assert not any("PRIVATE KEY" in str(v) for v in values.values())
     assert summary["job"] == job.name or summary["job"].startswith(f"projects/{PROJECT}/locations/{REGION}/pipelineJobs/")
 

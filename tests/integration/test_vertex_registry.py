@@ -65,12 +65,22 @@ def env(emulator, vertex, monkeypatch):
     return client
 
 
-def _registry(emulator: str, vertex) -> VertexModelRegistry:
+def _sklearn_minor() -> str:
+    from importlib.metadata import version
+
+    return "-".join(version("scikit-learn").split(".")[:2])
+
+
+#: Vertex AI's prebuilt image for the scikit-learn version of this environment, pinned by a digest.
+SERVING = f"us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.{_sklearn_minor()}@sha256:{'5e' * 32}"
+
+
+def _registry(emulator: str, vertex, **serving) -> VertexModelRegistry:
     from google.auth.credentials import AnonymousCredentials
 
     return VertexModelRegistry(project=PROJECT, location=LOCATION, artifact_root=f"gs://{BUCKET}/registry",
                                api_endpoint=vertex[1], credentials=AnonymousCredentials(),
-                               gcs_client_factory=lambda: _gcs(emulator))
+                               gcs_client_factory=lambda: _gcs(emulator), **(serving or {"serving_image": SERVING}))
 
 
 @dataclass
@@ -137,7 +147,7 @@ def test_upload_request_carries_digest_labels_bundle_pointer_and_parent_model(en
     assert req.model.labels["chainproof-version"] == "0-1-0"
     base = f"gs://{BUCKET}/registry/models/fraud/{sha}"
     assert req.model.artifact_uri == f"{base}/model/"
-    assert req.model.container_spec.image_uri.startswith("us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu")
+    assert req.model.container_spec.image_uri == SERVING
     pointer = json.loads(req.model.version_description)["chainproof"]
     assert pointer["bundle"]["uri"] == f"{base}/bundle" and len(pointer["bundle"]["sha256"]) == 64
     assert pointer["model"]["sha256"] == sha
@@ -223,3 +233,66 @@ def test_verify_local_reference_from_the_registry_folder(tmp_path, chains, capsy
     assert main(["verify", outcome.metadata["reference"], "--registry", str(reg),
                  "--owner-key", str(chains[0].owner_pub)]) == 1
     assert "model/model.joblib" in capsys.readouterr().err
+
+
+def test_refuses_a_serving_image_for_another_scikit_learn_version_before_uploading_anything(env, emulator, vertex,
+                                                                                           chains):
+    from importlib.metadata import version
+
+    from chainproof.errors import ArtifactRefused
+
+    fake, _ = vertex
+    old = f"us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-6@sha256:{'16' * 32}"
+    with pytest.raises(ArtifactRefused) as err:
+        _register(chains[0], _registry(emulator, vertex, serving_image=old))
+    # Both versions, in one line: what the image serves and what the signed train link recorded.
+    assert f"serves scikit-learn 1.6, but the model was trained with scikit-learn {version('scikit-learn')}" in str(err.value)
+    assert fake.calls("UploadModel") == [] and list(env.list_blobs(BUCKET)) == []
+
+
+def test_the_trained_version_is_the_one_the_signed_train_link_records(chains):
+    from importlib.metadata import version
+
+    from chainproof.attest import load_link
+
+    [link] = [load_link(p)[1] for p in (chains[0].gated).rglob("train_model.*.link")]
+    assert link.environment["chainproof"]["frameworks"] == {"scikit-learn": version("scikit-learn")}
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"serving_image": "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-6:latest"}, "not pinned by digest"),
+    ({"serving_image": f"europe-docker.pkg.dev/p/r/my-server@sha256:{'ab' * 32}"}, "not a Vertex AI prebuilt scikit-learn"),
+    ({"chainproof_serving_image": "europe-docker.pkg.dev/p/r/chainproof-serving:0.1.0"}, "not pinned by digest"),
+])
+def test_refuses_a_serving_image_by_tag_or_of_unknown_kind_when_the_registry_is_opened(emulator, vertex, kwargs, expected):
+    from chainproof.errors import InputError
+
+    with pytest.raises(InputError, match=expected):
+        _registry(emulator, vertex, **kwargs)
+
+
+def test_chainproof_own_serving_image_by_digest_is_registered(env, emulator, vertex, chains):
+    fake, _ = vertex
+    own = f"europe-docker.pkg.dev/p/r/chainproof-serving@sha256:{'c0' * 32}"
+    uri = (f"vertex://projects/{PROJECT}/locations/{LOCATION}?artifacts=gs://{BUCKET}/registry"
+           f"&endpoint={vertex[1]}&chainproof_serving_image={own}")
+    from google.auth.credentials import AnonymousCredentials
+
+    registry = VertexModelRegistry.from_uri(uri, credentials=AnonymousCredentials(), gcs_client_factory=lambda: _gcs(emulator))
+    _register(chains[0], registry)
+    [req] = fake.calls("UploadModel")
+    assert req.model.container_spec.image_uri == own
+
+
+def test_no_serving_image_is_refused_naming_the_one_to_use(env, emulator, vertex, chains):
+    from chainproof.errors import RegistryError
+
+    from google.auth.credentials import AnonymousCredentials
+
+    fake, _ = vertex
+    registry = VertexModelRegistry(project=PROJECT, location=LOCATION, artifact_root=f"gs://{BUCKET}/registry",
+                                   api_endpoint=vertex[1], credentials=AnonymousCredentials(),
+                                   gcs_client_factory=lambda: _gcs(emulator))
+    with pytest.raises(RegistryError, match=f"sklearn-cpu.{_sklearn_minor()}@sha256:... or chainproof_serving_image"):
+        _register(chains[0], registry)
+    assert fake.calls("UploadModel") == []

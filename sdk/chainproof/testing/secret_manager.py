@@ -3,7 +3,7 @@
 It implements ``AccessSecretVersion`` (with ``latest``, disabled and destroyed versions,
 and the ``data_crc32c`` integrity field), checks the bearer token the client sends, and
 logs every request it decoded. Built from the proto-plus types' ``serialize`` /
-``deserialize`` with generic handlers, like ``fake_kms.py``: the client under test is the
+``deserialize`` with generic handlers, like ``chainproof.testing.kms``: the client under test is the
 real ``google-cloud-secret-manager``.
 """
 

@@ -1,7 +1,7 @@
 """In-process Vertex AI services on 127.0.0.1 that the real google-cloud-aiplatform client talks to.
 
 ``ModelService`` (UploadModel, GetModel, ListModelVersions), ``PipelineService``
-(CreatePipelineJob, GetPipelineJob) and ``google.longrunning.Operations``
+(CreatePipelineJob, GetPipelineJob), ``JobService`` (CreateCustomJob, GetCustomJob) and ``google.longrunning.Operations``
 (GetOperation), built with ``grpc.server`` and generic method handlers over the
 proto-plus types' own ``serialize``/``deserialize``. The server speaks TLS with a
 self-signed certificate (the SDK always opens a TLS channel). Every request is
@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.cloud.aiplatform_v1.types import custom_job as cj
+from google.cloud.aiplatform_v1.types import job_service as js
+from google.cloud.aiplatform_v1.types import job_state
 from google.cloud.aiplatform_v1.types import model as model_t
 from google.cloud.aiplatform_v1.types import model_service as ms
 from google.cloud.aiplatform_v1.types import pipeline_job as pj
@@ -44,6 +47,14 @@ class FakeVertex:
     pipeline_jobs: dict[str, Any] = field(default_factory=dict)
     requests: list[tuple[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    custom_jobs: dict[str, Any] = field(default_factory=dict)
+    # The states a job passes through, one per Get call after its creation (the last one stays).
+    custom_job_states: list[str] = field(default_factory=lambda: ["JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"])
+    pipeline_states: list[str] = field(default_factory=lambda: ["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"])
+    # Runs a created pipeline job's tasks (in a thread; the job is RUNNING meanwhile) and returns its
+    # task details; the job then SUCCEEDS, or FAILS with the exception's text. None: follow pipeline_states.
+    pipeline_runner: Any = None
+    _progress: dict[str, int] = field(default_factory=dict)
 
     def calls(self, method: str) -> list[Any]:
         """The decoded requests of one method, in order."""
@@ -135,14 +146,66 @@ class FakeVertex:
             job.name = f"{req.parent}/pipelineJobs/{req.pipeline_job_id or len(self.pipeline_jobs) + 1}"
             job.state = pipeline_state.PipelineState.PIPELINE_STATE_PENDING
             self.pipeline_jobs[job.name] = job
-            return job
+            if self.pipeline_runner is not None:
+                threading.Thread(target=self._run, args=(job, self.pipeline_runner), daemon=True).start()
+            return pj.PipelineJob.deserialize(pj.PipelineJob.serialize(job))
+
+    def _run(self, job: Any, runner: Any) -> None:
+        with self.lock:
+            job.state = pipeline_state.PipelineState.PIPELINE_STATE_RUNNING
+        try:
+            details = runner(pj.PipelineJob.deserialize(pj.PipelineJob.serialize(job)))
+        except Exception as exc:  # noqa: BLE001 - the job fails with the task's error, as on Vertex
+            with self.lock:
+                job.error.message = str(exc)[:500]
+                job.state = pipeline_state.PipelineState.PIPELINE_STATE_FAILED
+            return
+        with self.lock:
+            job.job_detail.task_details.extend(details)
+            job.state = pipeline_state.PipelineState.PIPELINE_STATE_SUCCEEDED
 
     def get_pipeline_job(self, req: ps.GetPipelineJobRequest, ctx: grpc.ServicerContext) -> Any:
         self.requests.append(("GetPipelineJob", req))
         with self.lock:
             if req.name not in self.pipeline_jobs:
                 ctx.abort(grpc.StatusCode.NOT_FOUND, f"{req.name} not found")
-            return self.pipeline_jobs[req.name]
+            job = self.pipeline_jobs[req.name]
+            if self.pipeline_runner is None:
+                state = self._advance(req.name, self.pipeline_states)
+                if state:
+                    job.state = pipeline_state.PipelineState[state]
+            return job
+
+    def _advance(self, name: str, states: list[str]) -> str:
+        if not states:
+            return ""
+        n = self._progress.get(name, 0)
+        self._progress[name] = n + 1
+        return states[min(n, len(states) - 1)]
+
+    # -- JobService
+
+    def create_custom_job(self, req: js.CreateCustomJobRequest, ctx: grpc.ServicerContext) -> Any:
+        self.requests.append(("CreateCustomJob", req))
+        with self.lock:
+            job = cj.CustomJob.deserialize(cj.CustomJob.serialize(req.custom_job))
+            job.name = f"{req.parent}/customJobs/{9000 + len(self.custom_jobs)}"
+            job.state = job_state.JobState.JOB_STATE_PENDING
+            self.custom_jobs[job.name] = job
+            return job
+
+    def get_custom_job(self, req: js.GetCustomJobRequest, ctx: grpc.ServicerContext) -> Any:
+        self.requests.append(("GetCustomJob", req))
+        with self.lock:
+            if req.name not in self.custom_jobs:
+                ctx.abort(grpc.StatusCode.NOT_FOUND, f"{req.name} not found")
+            job = self.custom_jobs[req.name]
+            state = self._advance(req.name, self.custom_job_states)
+            if state:
+                job.state = job_state.JobState[state]
+                if state == "JOB_STATE_FAILED":
+                    job.error.message = "The replica workerpool0-0 exited with a non-zero status of 1."
+            return job
 
 
 def _plus(fn: Any, request: Any, response: Any) -> grpc.RpcMethodHandler:
@@ -181,6 +244,13 @@ def vertex_server(cert: Path, key: Path) -> Iterator[tuple[FakeVertex, str]]:
                 {
                     "CreatePipelineJob": _plus(fake.create_pipeline_job, ps.CreatePipelineJobRequest, pj.PipelineJob),
                     "GetPipelineJob": _plus(fake.get_pipeline_job, ps.GetPipelineJobRequest, pj.PipelineJob),
+                },
+            ),
+            grpc.method_handlers_generic_handler(
+                "google.cloud.aiplatform.v1.JobService",
+                {
+                    "CreateCustomJob": _plus(fake.create_custom_job, js.CreateCustomJobRequest, cj.CustomJob),
+                    "GetCustomJob": _plus(fake.get_custom_job, js.GetCustomJobRequest, cj.CustomJob),
                 },
             ),
         )
