@@ -133,8 +133,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         clash = [flag for flag, value in (("--data", args.data), ("--sha256", args.sha256), ("--target", args.target),
                                           ("--schema", args.schema)) if value]
+        if args.image:
+            clash.append("--image")
         if clash:
-            raise InputError(f"{clash[0]} is for the reference pipeline; with --pipeline give --param NAME=VALUE")
+            raise InputError(f"{clash[0]} is for the reference pipeline; with --pipeline give --param NAME=VALUE "
+                             "(with --runner docker each step runs in its component's own pinned image)")
         pipeline_func = load_pipeline(args.pipeline)
         result = run_pipeline(
             pipeline_func,
@@ -150,6 +153,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             expected_principals=_pairs(args.expect_principal, "--expect-principal"),
             layout_extensions=layout_ext,
             advisories=args.advisories or "",
+            runner=args.runner,
         )
     else:
         if args.param:
@@ -199,6 +203,8 @@ def _run_reference(args: argparse.Namespace, progress: Any, layout_ext: dict[str
         owner_signer=args.owner_signer,
         expected_principals=_pairs(args.expect_principal, "--expect-principal"),
         layout_extensions=layout_ext,
+        runner=args.runner,
+        image=args.image or "",
     )
 
 
@@ -678,6 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pin the principal a step must run as, in the layout (repeatable)")
     run.add_argument("--layout-allow-service-account-key", action="append", metavar="STEP|all",
                      help="the layout allows this step (or all) to use a service-account key file")
+    run.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess",
+                     help="subprocess: every step in this Python; docker: every step in its pinned image (kfp.local "
+                          "DockerRunner; DOCKER_HOST names a Docker or podman socket) as uid 10001, no network, "
+                          "read-only root, the workdir mounted")
+    run.add_argument("--image", help="with --runner docker: REGISTRY/PATH@sha256:DIGEST the reference pipeline's steps run in")
     run.add_argument("--format", choices=["text", "json"], default="text")
     run.set_defaults(func=_cmd_run)
 

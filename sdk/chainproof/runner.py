@@ -248,10 +248,45 @@ def _failure(tap: _LogTap, exc: BaseException, log: Path) -> ChainproofError:
     return StepFailed(name, f"failed without a chainproof diagnosis; see {log}", 1)
 
 
-def _registered_reference(pipeline_dir: Path, tasks: list[str]) -> str:
-    """Find what the registration tasks of a kfp.local run returned."""
+#: The container user of chainproof's image (image/Dockerfile).
+CONTAINER_UID = 10001
+
+
+def _docker_runner() -> Any:
+    """kfp.local's DockerRunner with the containment chainproof's image is built for."""
+    import kfp.local
+
+    try:
+        import docker
+    except ImportError as exc:
+        raise InputError("--runner docker needs the docker package: pip install 'chainproof[docker]'") from exc
+    return kfp.local.DockerRunner(
+        user=str(CONTAINER_UID), network_mode="none", read_only=True, tmpfs={"/tmp": "rw,size=512m"},
+        cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        # Modest limits, which also fit sandboxes that cannot raise RLIMITs (rootful podman here).
+        ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=4096),
+                 docker.types.Ulimit(name="nproc", soft=1024, hard=4096)],
+    )
+
+
+def _hand_over_to_container_user(workdir: Path) -> None:
+    """Let the containers' uid read the keys and write outputs and the registry under ``workdir``."""
+    import os
+
+    if os.geteuid() != 0:
+        raise InputError(
+            f"--runner docker: the containers run as uid {CONTAINER_UID} and must own {workdir}; run as root "
+            "(rootful podman or Docker), or use the subprocess runner"
+        )
+    for path in [workdir, *workdir.rglob("*")]:
+        os.chown(path, CONTAINER_UID, CONTAINER_UID, follow_symlinks=False)
+
+
+def _registered_reference(pipeline_dir: Path, tasks: list[str], since: float = 0.0) -> str:
+    """Find what the registration tasks of a kfp.local run returned (outputs written since ``since``)."""
     for task in tasks:
-        for output in sorted(pipeline_dir.glob(f"*/{task}/executor_output.json")):
+        outputs = [p for p in pipeline_dir.glob(f"*/{task}/executor_output.json") if p.stat().st_mtime >= since]
+        for output in sorted(outputs):
             doc = json.loads(output.read_text())
             value = (doc.get("parameterValues") or {}).get("Output")
             if value:
@@ -274,6 +309,7 @@ def run_pipeline(
     expected_principals: Mapping[str, str] | None = None,
     layout_extensions: Mapping[str, Any] | None = None,
     advisories: str = "",
+    runner: str = "subprocess",
 ) -> RunResult:
     """Run a pipeline built with :mod:`chainproof.dsl` locally and verify what it registered.
 
@@ -298,6 +334,11 @@ def run_pipeline(
         layout_extensions: further chainproof layout extensions.
         advisories: an OSV advisory folder; the signing step records a vulnerability scan of
             the environment against it (beside the SBOM it always records).
+        runner: ``subprocess`` (kfp.local's SubprocessRunner, this interpreter) or ``docker``
+            (kfp.local's DockerRunner: every task in its component's pinned image, as uid 10001,
+            no network, read-only root; ``DOCKER_HOST`` names the Docker or podman socket). With
+            ``docker`` the containers see ``workdir`` only (mounted as the pipeline root):
+            keys, layout, registry and data live there.
 
     Returns:
         The verified run.
@@ -317,6 +358,8 @@ def run_pipeline(
 
     if identity not in IDENTITY_MODES:
         raise InputError(f"--identity {identity!r}: expected one of {', '.join(IDENTITY_MODES)}")
+    if runner not in ("subprocess", "docker"):
+        raise InputError(f"--runner {runner!r}: expected subprocess or docker")
     graph = derive_graph(pipeline_func)
     step_names = graph.step_names
     chosen = dict(signers or {})
@@ -378,13 +421,19 @@ def run_pipeline(
     )
     log_path = run_dir / "pipeline.log"
     pipeline_dir = run_dir / "pipeline"
+    if runner == "docker":
+        # kfp's DockerRunner mounts the pipeline root only: the whole workdir is it, so the
+        # containers see the layout, the keys and the registry at the same paths.
+        pipeline_dir = workdir
+        _hand_over_to_container_user(workdir)
+    started_at = datetime.now(timezone.utc).timestamp()
     with open(log_path, "w", encoding="utf-8") as log:
         # Credentials in any parameter (a pre-signed URI, a password) never reach the log.
         secrets = [v for v in params.values() if isinstance(v, str) and v]
         tap = _LogTap(log, progress, Redactor(secrets, encodings=[escape_for_kfp_local]))  # type: ignore[arg-type]
         with contextlib.redirect_stdout(tap):  # type: ignore[type-var]
             kfp.local.init(
-                runner=kfp.local.SubprocessRunner(use_venv=False),
+                runner=_docker_runner() if runner == "docker" else kfp.local.SubprocessRunner(use_venv=False),
                 pipeline_root=str(pipeline_dir),
                 raise_on_error=True,
             )
@@ -399,7 +448,7 @@ def run_pipeline(
                 tap.finish()
     roles = graph.graph["roles"]
     registers = [step.replace("_", "-") for step in step_names if roles.get(step) == "register"]
-    reference = _registered_reference(pipeline_dir, registers)
+    reference = _registered_reference(pipeline_dir, registers, since=started_at)
     if not reference:
         raise InputError(f"pipeline {graph.name}: no task registered a model (add chainproof's register_model)")
     registered = LocalModelRegistry(workdir / "registry").resolve(reference)
@@ -428,6 +477,19 @@ def _required(pipeline_func: Any) -> set[str]:
     return {name for name, item in spec.items() if not item.optional and name != CONFIG_INPUT}
 
 
+def _visible_to_containers(path: Path, workdir: Path) -> Path:
+    """A copy of a local source under ``workdir/data`` (what the containers see); its digest is still pinned."""
+    import shutil
+
+    workdir = workdir.absolute()
+    if path.is_relative_to(workdir):
+        return path
+    target = workdir / "data" / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return target
+
+
 def run_reference_pipeline(
     *,
     workdir: Path,
@@ -454,6 +516,8 @@ def run_reference_pipeline(
     advisories: str = "",
     robustness_min_metrics: str = "",
     robustness_max_metrics: str = "",
+    runner: str = "subprocess",
+    image: str = "",
 ) -> RunResult:
     """Run the reference pipeline locally and verify what it registered.
 
@@ -487,6 +551,8 @@ def run_reference_pipeline(
         advisories: an OSV advisory folder the environment is scanned against.
         robustness_min_metrics: robustness minimums (``accuracy_under_attack>=0.6``).
         robustness_max_metrics: robustness maximums (``flip_rate_noise<=0.1``).
+        runner: ``subprocess`` or ``docker`` (see :func:`run_pipeline`).
+        image: with ``docker``: the digest-pinned chainproof image every step runs in.
 
     Returns:
         The verified run.
@@ -506,10 +572,21 @@ def run_reference_pipeline(
     """
     from chainproof.pipelines import zero_trust_training
 
+    pipeline_func = zero_trust_training
+    if runner == "docker":
+        from chainproof.components import components_for_image
+        from chainproof.pipelines import build_zero_trust_training
+
+        if not image:
+            raise InputError("--runner docker needs --image REGISTRY/PATH@sha256:DIGEST (the image every step runs in)")
+        pipeline_func = build_zero_trust_training(components_for_image(image))
+    elif image:
+        raise InputError("--image goes with --runner docker")
     if data is None:
         if sha256 or target:
             raise InputError("--sha256 and --target go with --data")
-        source_uri, pinned, target_column = local_file_uri(SAMPLE.path()), SAMPLE.sha256, SAMPLE.target
+        sample = _visible_to_containers(SAMPLE.path(), workdir) if runner == "docker" else SAMPLE.path()
+        source_uri, pinned, target_column = local_file_uri(sample), SAMPLE.sha256, SAMPLE.target
     else:
         if not sha256 or not target:
             raise InputError("--data needs --sha256 (the pinned digest) and --target (the label column)")
@@ -522,7 +599,7 @@ def run_reference_pipeline(
             local = Path(urlparse(text).path if text.startswith("file://") else text).absolute()
             if not local.exists():
                 raise InputError(f"{text}: no such file")
-            source_uri = local_file_uri(local)
+            source_uri = local_file_uri(_visible_to_containers(local, workdir) if runner == "docker" else local)
 
     params = {
         "source_uri": source_uri,
@@ -548,7 +625,7 @@ def run_reference_pipeline(
             "max": format_thresholds(parse_thresholds(max_metrics, kind="max", what="--max-metric")),
         }
     return run_pipeline(
-        zero_trust_training, params, workdir=workdir, trust_dir=trust_dir, progress=progress, identity=identity,
+        pipeline_func, params, workdir=workdir, runner=runner, trust_dir=trust_dir, progress=progress, identity=identity,
         allow_service_account_key=allow_service_account_key, adc_credentials_file=adc_credentials_file,
         signers=signers, owner_signer=owner_signer, expected_principals=expected_principals,
         layout_extensions=extensions, advisories=advisories,
