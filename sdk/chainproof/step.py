@@ -139,6 +139,9 @@ class RunConfig:
     def to_json(self) -> str:
         """Return the JSON text of the hidden parameter."""
         doc = {k: v for k, v in self.__dict__.items() if k != "identity"}
+        if not self.outcome_uri:
+            # Only submit sets it: a local run's configuration stays readable by images built before it existed.
+            doc.pop("outcome_uri")
         doc["signers"] = dict(self.signers)
         doc["identity"] = {"mode": self.identity.mode, "allow_service_account_key": self.identity.allow_service_account_key}
         return json.dumps(doc, sort_keys=True)

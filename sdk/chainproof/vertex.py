@@ -29,12 +29,18 @@ from chainproof.errors import ChainproofError, InputError
 
 __all__ = [
     "TEMPLATE_DIGEST_LABELS",
+    "PipelineJobFailed",
+    "PreparedRun",
     "SubmittedRun",
     "check_service_account",
     "compile_pipeline",
+    "console_url",
     "functionary_keys",
     "pipeline_parameters",
+    "prepare_run",
+    "registered_references",
     "submit_pipeline",
+    "wait_for_pipeline_job",
 ]
 
 #: Job labels carrying the compiled template's SHA-256 (hex characters 0-31 and 32-63:

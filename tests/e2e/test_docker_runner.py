@@ -8,6 +8,7 @@ host's ``chainproof verify``; the links say each step ran as the image's non-roo
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -78,13 +79,18 @@ def test_every_step_runs_in_the_pinned_image_and_the_bundle_verifies_outside(doc
     assert doc["model_sha256"] == summary["model_sha256"]
 
 
-def test_the_links_say_each_step_ran_as_the_images_non_root_user(docker_run):
+def test_the_links_say_each_step_ran_as_the_images_non_root_user_in_a_container_of_its_own(docker_run):
     out, summary = docker_run
     expected_uid = 10001 if os.getuid() == 0 else os.getuid()
+    hosts = {}
     for link in sorted(Path(summary["bundle"], "links").glob("*.link")):
-        payload = json.loads(__import__("base64").b64decode(json.loads(link.read_text())["payload"]))
+        payload = json.loads(base64.b64decode(json.loads(link.read_text())["payload"]))
         principal = payload["environment"]["chainproof"]["principal"]
         assert principal["kind"] == "local-user" and principal["details"]["uid"] == expected_uid, (link.name, principal)
+        hosts[payload["name"]] = principal["name"].rsplit("@", 1)[-1]
+    # Each step's container has a host name of its own, none of them this machine's.
+    assert len(set(hosts.values())) == len(hosts) == 6, hosts
+    assert os.uname().nodename not in hosts.values()
 
 
 def test_the_owner_key_is_never_mounted_into_a_step(docker_run):
