@@ -340,7 +340,8 @@ def _vertex_access() -> dict[str, Any]:
 
 def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any, located: list[Path]) -> tuple[Any, Path]:
     """Verify a registry reference; return the result and where its bundle was read (also put in ``located``)."""
-    from chainproof.registry import LocalModelRegistry, VertexModelRegistry, parse_vertex_reference, verify_registered
+    from chainproof.registry import LocalModelRegistry, VertexModelRegistry, parse_vertex_reference
+    from chainproof.verify import verify_registered
 
     if args.model:
         raise InputError("--model goes with a bundle folder; a registry reference names its own model")
@@ -532,7 +533,8 @@ def _cmd_submit_kfp(args: argparse.Namespace) -> int:
 
     from chainproof.errors import VerificationError
     from chainproof.kfp_backend import read_outcome, submit_kfp_pipeline, wait_for_kfp_run
-    from chainproof.registry import registry_for, verify_registered
+    from chainproof.registry import registry_for
+    from chainproof.verify import verify_registered
     from chainproof.signing import public_key_from_pem
 
     clash = [flag for flag, value in (("--project", args.project), ("--region", args.region),
@@ -599,7 +601,8 @@ def _wait_and_verify(args: argparse.Namespace, run: Any, access: dict[str, Any])
     """Follow the job to its end (each state change on stderr), then verify what it registered."""
     import tempfile
 
-    from chainproof.registry import VertexModelRegistry, parse_vertex_reference, verify_registered
+    from chainproof.registry import VertexModelRegistry, parse_vertex_reference
+    from chainproof.verify import verify_registered
     from chainproof.signing import public_key_from_pem
     from chainproof.vertex import registered_references, wait_for_pipeline_job
 

@@ -13,7 +13,8 @@ import pytest
 
 from chainproof.cli import main
 from chainproof.errors import VerificationError
-from chainproof.registry import LocalModelRegistry, verify_registered
+from chainproof.registry import LocalModelRegistry
+from chainproof.verify import verify_registered
 from chainproof.signing import load_public_key
 from chainproof.storage import FetchOptions
 

@@ -19,7 +19,8 @@ from chainproof import steps
 from chainproof.cli import main
 from chainproof.errors import ChainError, DigestMismatch
 from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
-from chainproof.registry import MODEL_DIGEST_LABELS, VertexModelRegistry, verify_registered
+from chainproof.registry import MODEL_DIGEST_LABELS, VertexModelRegistry
+from chainproof.verify import verify_registered
 from chainproof.runner import SAMPLE
 from chainproof.signing import init_keys, load_public_key, load_signer
 from chainproof.storage import FetchOptions

@@ -10,7 +10,7 @@ Order matters, and each step fails closed with a :class:`~chainproof.errors.Chai
 that names the artifact:
 
 1. the chain verifies against a trusted owner key (:func:`chainproof.verify.verify_bundle`, or
-   :func:`chainproof.registry.verify_registered` for a registry reference), which also checks the
+   :func:`chainproof.verify.verify_registered` for a registry reference), which also checks the
    delivered model files and every evidence file of the bundle against their attested digests;
 2. the model files are copied into a private folder (mode 0700) and the copy is hashed again
    against the attested digests, so a file swapped after step 1 is never read;
@@ -295,7 +295,7 @@ def load_verified(
             verified chain pins every file anyway).
         fetch_options: :class:`chainproof.storage.FetchOptions` for ``model_source``.
         workdir: where downloads and private copies go (default: the temporary folder).
-        on_bundle: passed to :func:`chainproof.registry.verify_registered`.
+        on_bundle: passed to :func:`chainproof.verify.verify_registered`.
 
     Returns:
         The served model.
@@ -315,7 +315,7 @@ def load_verified(
         work.mkdir(parents=True, exist_ok=True)
     name: str | None
     if reference.startswith(("local://", "vertex://")):
-        from chainproof.registry import verify_registered
+        from chainproof.verify import verify_registered
 
         if registry is None:
             raise InputError(f"{reference}: a registry reference needs --registry")

@@ -43,10 +43,10 @@ from securesystemslib.signer import SSlibKey
 from chainproof import steps
 from chainproof.attest import sign_statement, write_atomic, write_link
 from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
-from chainproof.registry import LocalModelRegistry, verify_registered
+from chainproof.registry import LocalModelRegistry
 from chainproof.runner import SAMPLE
 from chainproof.signing import KeyRing, StepSigner, init_keys, load_public_key, load_signer, public_key_pem
-from chainproof.verify import LAYOUT_FILE, LINKS_DIR, VerificationResult, load_layout, verify_bundle
+from chainproof.verify import LAYOUT_FILE, LINKS_DIR, VerificationResult, load_layout, verify_bundle, verify_registered
 
 __all__ = ["SimulatedChain", "simulate_chain"]
 
@@ -127,7 +127,7 @@ class SimulatedChain:
         return verify_bundle(self.bundle, model_dir=self.model, **kwargs)
 
     def verify_registered(self, reference: str | None = None, **kwargs: Any) -> VerificationResult:
-        """:func:`chainproof.registry.verify_registered` on the local registry (checks 0, 15-17 too)."""
+        """:func:`chainproof.verify.verify_registered` on the local registry (checks 0, 15-17 too)."""
         kwargs.setdefault("trusted_owner_keys", self.owner_keys())
         return verify_registered(reference or self.reference, registry=LocalModelRegistry(self.registry_dir),
                                  **kwargs)
