@@ -23,6 +23,7 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import tarfile
 import zipfile
 import zlib
@@ -216,8 +217,13 @@ def _contain(data: bytes, how: str) -> bytes:
 CONTAINERS = ["raw", "gzip", "bz2", "xz", "lzma", "zlib", "lz4", "zip", "tar"]
 
 
+#: Examples per run: 300 in the suite (a few seconds); a longer run sets CHAINPROOF_SCAN_FUZZ_EXAMPLES
+#: (benchmarks/README.md records one).
+FUZZ_EXAMPLES = int(os.environ.get("CHAINPROOF_SCAN_FUZZ_EXAMPLES", "300"))
+
+
 @seed(20261202)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(data=st.data())
 def test_scanner_never_says_safe_where_the_oracle_records_harm(data: st.DataObject) -> None:
     proto = data.draw(st.sampled_from([0, 2, 4]))

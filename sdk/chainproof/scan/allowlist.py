@@ -33,6 +33,7 @@ accepted. A version-1 document (``{module: [names]}``) and user extensions
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -102,8 +103,7 @@ class Allowlist:
     @classmethod
     def default(cls) -> Allowlist:
         """Return the allowlist shipped with chainproof (``data/allowlist-v2.json``)."""
-        data = resources.files("chainproof").joinpath("data", DEFAULT_ALLOWLIST).read_bytes()
-        return cls.from_json(data, source=f"chainproof:data/{DEFAULT_ALLOWLIST}")
+        return _default()
 
     @classmethod
     def load(cls, path: str | Path) -> Allowlist:
@@ -306,3 +306,10 @@ def _parse_roles(value: Any, *, source: str) -> tuple[set[tuple[str, str]], set[
             if "build" in roles:
                 builds.add(key)
     return named, calls, builds
+
+
+@functools.lru_cache(maxsize=1)
+def _default() -> Allowlist:
+    # Parsed once per process: the list is data shipped with the package and an Allowlist is immutable.
+    data = resources.files("chainproof").joinpath("data", DEFAULT_ALLOWLIST).read_bytes()
+    return Allowlist.from_json(data, source=f"chainproof:data/{DEFAULT_ALLOWLIST}")

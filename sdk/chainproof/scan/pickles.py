@@ -77,6 +77,17 @@ _C_FLOAT = re.compile(
 )
 
 
+_FIXED = {
+    "BININT": (4, True), "BININT1": (1, False), "BININT2": (2, False), "BINGET": (1, False),
+    "LONG_BINGET": (4, False), "BINPUT": (1, False), "LONG_BINPUT": (4, False), "EXT1": (1, False),
+    "EXT2": (2, False), "EXT4": (4, True), "PROTO": (1, False), "FRAME": (8, False),
+}
+_WIDTH = {
+    "SHORT_BINUNICODE": 1, "BINUNICODE": 4, "BINUNICODE8": 8, "SHORT_BINBYTES": 1, "SHORT_BINSTRING": 1,
+    "BINBYTES": 4, "BINSTRING": 4, "BINBYTES8": 8, "BYTEARRAY8": 8,
+}
+
+
 class _Malformed(ScanAbort):
     """A parse error every unpickler stops at (the stream is not a pickle from here)."""
 
@@ -427,6 +438,12 @@ class _Walker:
 
     def _arg(self, name: str, pos: int) -> Any:
         """Read the argument of opcode ``name`` as CPython's unpicklers do."""
+        fixed = _FIXED.get(name)
+        if fixed is not None:
+            data = self.s.read(fixed[0])
+            if len(data) != fixed[0]:
+                raise self._bad(pos, name, f"truncated: the argument needs {fixed[0]} bytes")
+            return int.from_bytes(data, "little", signed=fixed[1])
         if name in ("INT", "LONG", "FLOAT"):
             line = self._line(pos, name)
             parse = {"INT": _parse_int_line, "LONG": _parse_long_line, "FLOAT": _parse_float_line}[name]
@@ -463,7 +480,7 @@ class _Walker:
         if name == "PERSID":
             return self._line(pos, name)[:-1]
         if name in ("BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"):
-            width = {"SHORT_BINUNICODE": 1, "BINUNICODE": 4, "BINUNICODE8": 8}[name]
+            width = _WIDTH[name]
             n = int.from_bytes(self._fixed(pos, name, width), "little")
             data = self._payload(pos, name, n, "str")
             if isinstance(data, _Opaque):
@@ -473,7 +490,7 @@ class _Walker:
             except UnicodeDecodeError as exc:
                 raise self._bad(pos, name, f"malformed argument ({exc.reason})") from exc
         if name in ("BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "BINSTRING", "SHORT_BINSTRING"):
-            width = {"SHORT_BINBYTES": 1, "SHORT_BINSTRING": 1, "BINBYTES": 4, "BINSTRING": 4}.get(name, 8)
+            width = _WIDTH[name]
             raw_n = self._fixed(pos, name, width)
             n = int.from_bytes(raw_n, "little", signed=name == "BINSTRING")
             if n < 0:
@@ -497,12 +514,7 @@ class _Walker:
             return int.from_bytes(data, "little", signed=True)
         if name == "BINFLOAT":
             return struct.unpack(">d", self._fixed(pos, name, 8))[0]
-        fixed = {
-            "BININT": (4, True), "BININT1": (1, False), "BININT2": (2, False), "BINGET": (1, False),
-            "LONG_BINGET": (4, False), "BINPUT": (1, False), "LONG_BINPUT": (4, False), "EXT1": (1, False),
-            "EXT2": (2, False), "EXT4": (4, True), "PROTO": (1, False), "FRAME": (8, False),
-        }
-        width, signed = fixed[name]
+        width, signed = _FIXED[name]
         return int.from_bytes(self._fixed(pos, name, width), "little", signed=signed)
 
     # -- the walk -------------------------------------------------------------
