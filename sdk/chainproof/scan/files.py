@@ -352,7 +352,10 @@ class _Scanner:
             facts["globals"] = sorted(result.globals)
             return "pickle"
         stop = result.stop_finding
-        if text and result.opcodes <= _TEXT_OPCODES:
+        # Every global the walk met names no module a loader could import (CSV lines read as
+        # GLOBAL): a loader stops at the first one, and nothing before it could call anything.
+        unimportable = bool(result.modules) and not any(looks_importable(m) for m in result.modules.values())
+        if text and (result.opcodes <= _TEXT_OPCODES or unimportable):
             if csv_path is not None and name.lower().endswith((".csv", ".tsv")):
                 report = scan_csv(csv_path, name=label)
                 self.findings.extend(report.findings)
