@@ -577,7 +577,7 @@ def _cmd_submit_kfp(args: argparse.Namespace) -> int:
     if endpoint.split(":", 1)[0] in ("127.0.0.1", "localhost"):
         from google.auth.credentials import AnonymousCredentials
 
-        access["credentials"] = AnonymousCredentials()  # a loopback emulator, as for CHAINPROOF_VERTEX_ENDPOINT
+        access["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]  # a loopback emulator, as for CHAINPROOF_VERTEX_ENDPOINT
     registry = registry_for(registry_uri, **access)
     with tempfile.TemporaryDirectory(prefix="chainproof-submit-") as tmp:
         result = verify_registered(outcome["reference"], registry=registry, trusted_owner_keys={owner.keyid: owner},

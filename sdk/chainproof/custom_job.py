@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         if endpoint and endpoint.split(":", 1)[0] in ("127.0.0.1", "localhost"):
             from google.auth.credentials import AnonymousCredentials
 
-            credentials = AnonymousCredentials()
+            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
         name = launch_custom_job(payload, project=args.project, location=args.location,
                                  gcp_resources=Path(args.gcp_resources), api_endpoint=endpoint, credentials=credentials,
                                  poll_seconds=args.poll_seconds, on_state=lambda s: print(f"custom job: {s}", file=sys.stderr, flush=True))

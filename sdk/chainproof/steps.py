@@ -973,7 +973,7 @@ def _publish_outcome(ctx: Any, outcome: dict[str, Any]) -> dict[str, Any]:
     """
     settings = getattr(ctx, "settings", None)
     uri = str(getattr(settings, "outcome_uri", "") or "")
-    if not uri:
+    if not uri or settings is None:
         return outcome
     doc = {"run": settings.run, **{k: outcome[k] for k in ("reference", "model_sha256", "created", "bundle")}}
     data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()

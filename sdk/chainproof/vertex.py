@@ -273,7 +273,8 @@ class _ClassifiedKms:
             return self._client.get_public_key(**kwargs)
         except (gexc.Unauthenticated, gexc.PermissionDenied, gexc.ServiceUnavailable, gexc.DeadlineExceeded) as exc:
             raise ServiceError("Cloud KMS", f"GetPublicKey {self._reference.split('?', 1)[0]}",
-                               f"{getattr(exc.grpc_status_code, 'name', None) or exc.code.name}: {str(exc.message).rstrip('.')}",
+                               f"{getattr(exc.grpc_status_code, 'name', None) or getattr(exc.code, 'name', exc.code)}: "
+                               f"{str(exc.message).rstrip('.')}",
                                "the submitter's Application Default Credentials and its "
                                "roles/cloudkms.publicKeyViewer on the key") from None
 

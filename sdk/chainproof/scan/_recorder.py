@@ -214,10 +214,10 @@ def _dispatch(base: dict[int, Any]) -> dict[int, Any]:
     return table
 
 
-class RecordingUnpickler(_Recording, pickle._Unpickler):  # type: ignore[name-defined,misc]
+class RecordingUnpickler(_Recording, pickle._Unpickler):
     """``pickle._Unpickler`` that records instead of importing or calling."""
 
-    dispatch = _dispatch(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch = _dispatch(pickle._Unpickler.dispatch)
 
     def __init__(self, file: Any, log: Log) -> None:
         super().__init__(file)
@@ -247,7 +247,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _numpy_unpickler_base() -> type:
+def _numpy_unpickler_base() -> Any:
     from joblib.numpy_pickle import NumpyUnpickler
 
     return NumpyUnpickler

@@ -175,7 +175,7 @@ def scan_zip(
                 continue
             try:
                 with archive.open(info) as raw:
-                    guard = _Guard(raw, compressed=lambda i=info: i.compress_size, limits=limits, label=member)
+                    guard = _Guard(raw, compressed=lambda i=info: i.compress_size, limits=limits, label=member)  # type: ignore[misc]
                     stream = _Stream(guard, label=member, max_bytes=limits.max_file_bytes, max_line=limits.max_line_bytes)
                     kinds[info.filename] = scan_member(stream, member, depth + 1, info.filename)
             except ScanAbort as exc:
@@ -252,9 +252,9 @@ def _check_layout(fileobj: BinaryIO, archive: zipfile.ZipFile, infos: list[zipfi
         return out
     spans.sort()
     at = 0
-    for begin, end, name in spans:
+    for begin, end, member_name in spans:
         if begin < at:
-            out.append(Finding(f"{label}!{name}", begin, name, "members overlap (one byte range read as two members)"))
+            out.append(Finding(f"{label}!{member_name}", begin, member_name, "members overlap (one byte range read as two members)"))
         elif begin > at:
             out.append(Finding(label, at, "zip", f"{begin - at} bytes between members that no directory entry describes"))
         at = max(at, end)

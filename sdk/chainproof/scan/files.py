@@ -428,13 +428,13 @@ class _Scanner:
         inner_label = f"{label}|{codec}"
         raw: Any
         if codec == "gzip":
-            raw = gzip.GzipFile(fileobj=stream, mode="rb")
+            raw = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[call-overload]  # _Stream reads like a file
         elif codec == "bz2":
-            raw = bz2.BZ2File(stream, mode="rb")
+            raw = bz2.BZ2File(stream, mode="rb")  # type: ignore[call-overload]
         elif codec == "xz":
-            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_XZ)
+            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_XZ)  # type: ignore[arg-type]
         elif codec == "lzma":
-            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_ALONE)
+            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_ALONE)  # type: ignore[arg-type]
         elif codec == "zlib":
             raw = _ZlibReader(stream)
         else:

@@ -996,7 +996,7 @@ def _real_dtype(value: Any, depth: int) -> Any:
         state = _plain_state(value.state, depth)
         if state is None:
             return None
-        real.__setstate__(state)
+        real.__setstate__(state)  # type: ignore[attr-defined]  # numpy dtypes and arrays have it
     return real
 
 

@@ -54,7 +54,8 @@ def _import_kserve() -> Any:
 def _bad(message: str) -> Exception:
     from kserve.errors import InvalidInput
 
-    return InvalidInput(message)
+    error: Exception = InvalidInput(message)
+    return error
 
 
 def _check_cell(where: str, feature: Mapping[str, Any], cell: Any) -> Any:

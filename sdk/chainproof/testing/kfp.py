@@ -62,7 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def state(self) -> _State:
-        return self.server.state  # type: ignore[attr-defined]
+        state: _State = self.server.state  # type: ignore[attr-defined]
+        return state
 
     def _send(self, status: int, doc: Any) -> None:
         body = json.dumps(doc).encode()

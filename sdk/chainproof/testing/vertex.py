@@ -173,7 +173,7 @@ class FakeVertex:
             if self.pipeline_runner is None:
                 state = self._advance(req.name, self.pipeline_states)
                 if state:
-                    job.state = pipeline_state.PipelineState[state]
+                    job.state = getattr(pipeline_state.PipelineState, state)
             return job
 
     def _advance(self, name: str, states: list[str]) -> str:
@@ -202,7 +202,7 @@ class FakeVertex:
             job = self.custom_jobs[req.name]
             state = self._advance(req.name, self.custom_job_states)
             if state:
-                job.state = job_state.JobState[state]
+                job.state = getattr(job_state.JobState, state)
                 if state == "JOB_STATE_FAILED":
                     job.error.message = "The replica workerpool0-0 exited with a non-zero status of 1."
             return job
