@@ -65,6 +65,11 @@ def test_stream_that_starts_like_a_pickle_and_breaks_is_refused_with_offset() ->
 def test_csv_read_as_a_pickle_is_still_text() -> None:
     assert scan_bytes(b"city,population\nParis,2100000\nLyon,500000\n", name="cities.csv").findings == []
     assert scan_bytes(b"Paris,2100000\n", name="cities.txt").findings == []
+    # Every row starts with "c": 1,001 GLOBALs of modules no installation has, then EOF.
+    rows = b"customer_id,plan,tenure\n" + b"".join(b"c%05d,basic,%d\n" % (i, i % 70) for i in range(2001))
+    assert scan_bytes(rows, name="churn.csv").findings == []
+    # The same rows with one importable module name among them are refused.
+    assert scan_bytes(rows + b"cos\nsystem\n", name="churn.csv").findings != []
 
 
 # -- polyglots beyond zip ------------------------------------------------------------

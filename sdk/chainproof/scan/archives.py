@@ -259,8 +259,10 @@ def _check_layout(fileobj: BinaryIO, archive: zipfile.ZipFile, infos: list[zipfi
             out.append(Finding(label, at, "zip", f"{begin - at} bytes between members that no directory entry describes"))
         at = max(at, end)
     start_dir = getattr(archive, "start_dir", None)
-    if isinstance(start_dir, int) and start_dir != at and not out:
+    if isinstance(start_dir, int) and start_dir > at and not out:
         out.append(Finding(label, at, "zip", f"{start_dir - at} bytes between the last member and the central directory"))
+    elif isinstance(start_dir, int) and start_dir < at and not out:
+        out.append(Finding(label, start_dir, "zip", "the central directory overlaps the last member"))
     if at > size:
         out.append(Finding(label, size, "zip", "members extend past the end of the file"))
     return out

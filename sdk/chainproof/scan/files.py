@@ -47,7 +47,7 @@ _TORCH_ELEMENT = {
     "FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
     "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
 }
-#: A text file's walk as a pickle may stop this many opcodes in (a CSV line read as GLOBAL).
+#: A text file's walk as a pickle may stop this many opcodes in (besides GLOBALs of unimportable names).
 _TEXT_OPCODES = 2
 
 
@@ -352,10 +352,9 @@ class _Scanner:
             facts["globals"] = sorted(result.globals)
             return "pickle"
         stop = result.stop_finding
-        # Every global the walk met names no module a loader could import (CSV lines read as
-        # GLOBAL): a loader stops at the first one, and nothing before it could call anything.
-        unimportable = bool(result.modules) and not any(looks_importable(m) for m in result.modules.values())
-        if text and (result.opcodes <= _TEXT_OPCODES or unimportable):
+        # Rows of a CSV that start with "c" are read as GLOBALs of modules no installation has:
+        # those import nothing and do not make the text a pickle.
+        if text and result.opcodes - result.unimportable <= _TEXT_OPCODES:
             if csv_path is not None and name.lower().endswith((".csv", ".tsv")):
                 report = scan_csv(csv_path, name=label)
                 self.findings.extend(report.findings)

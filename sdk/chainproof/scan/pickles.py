@@ -156,6 +156,8 @@ class PickleResult:
             stops there too), ``"loader"`` (a loader raises there: a persistent id
             with no loader for it), ``"refused"`` (a limit or a finding), or None.
         stop_finding: the finding of that stop.
+        modules: the module of each global named (``find_class`` imports the module first).
+        unimportable: globals named whose module no installation could have (CSV lines read as GLOBAL).
         value: what the pickle returns, when it is an int, a string or a list of strings.
     """
 
@@ -171,6 +173,7 @@ class PickleResult:
     stop_finding: Finding | None = None
     value: Any = None
     modules: dict[str, str] = field(default_factory=dict)
+    unimportable: int = 0
 
 
 # A check of persistent ids (PERSID/BINPERSID): returns a reason to refuse, or None.
@@ -383,6 +386,8 @@ class _Walker:
         g = _Global(module, name)
         self.result.globals.add(g.dotted)
         self.result.modules[g.dotted] = module
+        if not _IDENT_PATH.match(module):
+            self.result.unimportable += 1
         if (module, name) == _GETATTR:
             # Naming getattr imports nothing (builtins is loaded); calling it is checked
             # where it is called or handed to a call (_call).
