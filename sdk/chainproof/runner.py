@@ -399,10 +399,10 @@ def run_pipeline(
             except ValueError as exc:
                 # kfp's DockerRunner reports a container that was removed before it could be
                 # waited on as a success; the next task then finds no outputs (kfp's only signal).
-                missing = re.search(r"but task '([A-Za-z0-9_-]+)' not found", str(exc))
-                if container is None or missing is None:
+                vanished = re.search(r"but task '([A-Za-z0-9_-]+)' not found", str(exc))
+                if container is None or vanished is None:
                     raise
-                raise StepFailed(missing.group(1).replace("-", "_"),
+                raise StepFailed(vanished.group(1).replace("-", "_"),
                                  f"its container exited without its outputs; see {log_path}", 1) from None
             finally:
                 tap.finish()
