@@ -185,6 +185,7 @@ def test_v1_and_v2_predictions_match_the_model_under_its_registered_name(referen
     assert out["short"][0] == 400 and f"feature '{last}' is missing" in out["short"][1]
     assert out["long"][0] == 400 and f"nothing follows feature '{last}'" in out["long"][1]
     assert out["type"][0] == 400 and f"feature '{names[3]}' is numeric" in out["type"][1]
+    assert "not-a-number" not in out["type"][1] + out["_log"]  # inputs are not echoed or logged
     assert out["missing"][0] == 400 and f"feature '{names[5]}' is missing" in out["missing"][1]
     assert out["v2_short"][0] == 400 and f"feature '{last}' is missing" in out["v2_short"][1]
     assert out["other_name"][0] == 404
@@ -193,6 +194,7 @@ def test_v1_and_v2_predictions_match_the_model_under_its_registered_name(referen
     assert f'chainproof_model_verified{{layout_sha256="{reference_run.verification.layout_sha256}",' \
            f'model="chainproof-model",model_sha256="{reference_run.model_sha256}"}} 1.0' in metrics
     assert "request_predict_seconds" in metrics  # KServe's own latency histograms
+    assert "Traceback" not in out["_log"]  # a 400 is one line in the log
     # The server said what it verified before it listened.
     assert "OK: (2) layout signed by trusted owner key" in out["_log"]
 
