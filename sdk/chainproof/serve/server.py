@@ -288,9 +288,12 @@ def build_model(served: ServedModel, *, monitor: Any = None) -> Any:
                 metrics.psi.labels(served.name, feature).set(value)
             if status.ks is not None:
                 metrics.ks.labels(served.name).set(status.ks)
+            # One alert line (and one count) per crossing, not one per window while it stays above.
+            keyed = [(f"feature {n}", a) for n, a in zip(status.drifting, status.alerts)]
+            if status.score_drift:
+                keyed.append(("score KS", status.alerts[-1]))
             now = set()
-            for alert in status.alerts:
-                key = " ".join(alert.split()[:2])
+            for key, alert in keyed:
                 now.add(key)
                 if key not in self._alerting:
                     metrics.alerts.labels(served.name, key).inc()
