@@ -338,34 +338,37 @@ class DriftStatus:
         psi: feature name to PSI.
         ks: the scores' KS statistic (``None`` before any score).
         alerts: one line per statistic above its threshold.
+        drifting: the features whose PSI is above its threshold.
+        score_drift: whether the scores' KS is above its threshold.
     """
 
     samples: int
     psi: dict[str, float]
     ks: float | None
     alerts: list[str] = field(default_factory=list)
-
-    @property
-    def drifting(self) -> list[str]:
-        """The features whose PSI is an alert."""
-        return [a.split()[1] for a in self.alerts if a.startswith("feature ")]
+    drifting: list[str] = field(default_factory=list)
+    score_drift: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
         return {"samples": self.samples, "psi": self.psi, "ks": self.ks, "alerts": self.alerts,
-                "drifting_features": self.drifting}
+                "drifting_features": self.drifting, "score_drift": self.score_drift}
 
 
 def _judge(profile: Mapping[str, Any], psis: Mapping[str, float], ks: float | None, samples: int,
            thresholds: DriftThresholds) -> DriftStatus:
     alerts: list[str] = []
+    drifting: list[str] = []
+    score_drift = False
     if samples >= thresholds.min_samples:
         for name, value in psis.items():
             if value > thresholds.psi:
+                drifting.append(name)
                 alerts.append(f"feature {name} PSI {value:.3f} > {thresholds.psi} over {samples} rows")
         if ks is not None and ks > thresholds.ks:
+            score_drift = True
             alerts.append(f"score KS {ks:.3f} > {thresholds.ks} over {samples} rows")
-    return DriftStatus(samples=samples, psi=dict(psis), ks=ks, alerts=alerts)
+    return DriftStatus(samples=samples, psi=dict(psis), ks=ks, alerts=alerts, drifting=drifting, score_drift=score_drift)
 
 
 def evaluate(profile: Mapping[str, Any], x: Any, scores: Sequence[float] | None,

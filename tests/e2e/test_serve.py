@@ -79,16 +79,17 @@ _CLIENT = textwrap.dedent('''
 ''' % (PORT, PORT))
 
 
-def _run_in_namespace(serve_args: list[str], client: str, tmp_path: Path, timeout: int = 240) -> dict:
+def _run_in_namespace(serve_args: list[str], client: str, tmp_path: Path, timeout: int = 240, *, before: str = "",
+                      env: dict[str, str] | None = None) -> dict:
     """Start ``chainproof serve`` and a client in one new network namespace; return the client's OUT,
-    the server's exit code and its output."""
+    the server's exit code and its output. ``before`` runs in the namespace first (another loopback server)."""
     script = tmp_path / "client.py"
     script.write_text(_CLIENT + textwrap.dedent(client) + "\nprint(json.dumps(OUT))\n")
     log = tmp_path / "server.log"
     cmd = " ".join(f"'{a}'" for a in [CHAINPROOF, "serve", *serve_args, "--port", str(PORT)])
-    shell = (f"ip link set lo up; {cmd} > '{log}' 2>&1 & P=$!; "
+    shell = (f"ip link set lo up; {before} {cmd} > '{log}' 2>&1 & P=$!; "
              f"'{sys.executable}' '{script}' $P; C=$?; kill $P 2>/dev/null; wait $P; S=$?; echo \"server-exit=$S\"; exit $C")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     done = subprocess.run(["unshare", "-rn", "sh", "-c", shell], capture_output=True, text=True, timeout=timeout, env=env)
     assert done.returncode == 0, done.stdout + done.stderr + log.read_text()
     lines = done.stdout.strip().splitlines()
@@ -184,6 +185,7 @@ def test_v1_and_v2_predictions_match_the_model_under_its_registered_name(referen
     assert out["short"][0] == 400 and f"feature '{last}' is missing" in out["short"][1]
     assert out["long"][0] == 400 and f"nothing follows feature '{last}'" in out["long"][1]
     assert out["type"][0] == 400 and f"feature '{names[3]}' is numeric" in out["type"][1]
+    assert "not-a-number" not in out["type"][1] + out["_log"]  # inputs are not echoed or logged
     assert out["missing"][0] == 400 and f"feature '{names[5]}' is missing" in out["missing"][1]
     assert out["v2_short"][0] == 400 and f"feature '{last}' is missing" in out["v2_short"][1]
     assert out["other_name"][0] == 404
@@ -192,6 +194,7 @@ def test_v1_and_v2_predictions_match_the_model_under_its_registered_name(referen
     assert f'chainproof_model_verified{{layout_sha256="{reference_run.verification.layout_sha256}",' \
            f'model="chainproof-model",model_sha256="{reference_run.model_sha256}"}} 1.0' in metrics
     assert "request_predict_seconds" in metrics  # KServe's own latency histograms
+    assert "Traceback" not in out["_log"]  # a 400 is one line in the log
     # The server said what it verified before it listened.
     assert "OK: (2) layout signed by trusted owner key" in out["_log"]
 
@@ -340,3 +343,52 @@ def test_drift_shift_raises_the_gauge_and_the_alert_a_clean_held_out_sample_does
     alerts = [line for line in out["_log"].splitlines() if "ALERT drift" in line]
     assert alerts and all(f"feature {names[0]} PSI" in a or "score KS" in a for a in alerts), alerts
     assert any(f"ALERT drift chainproof-model: feature {names[0]} PSI" in a for a in alerts), alerts
+
+
+_OBJECT_SERVER = textwrap.dedent('''
+    import http.server, ssl, sys, pathlib
+    root, cert, key, ready = (pathlib.Path(a) for a in sys.argv[1:5])
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            path = root / self.path.removeprefix("/models/m1/")
+            if not self.path.startswith("/models/m1/") or not path.is_file():
+                self.send_response(404); self.send_header("Content-Length", "0"); self.end_headers(); return
+            body = path.read_bytes()
+            self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *args):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 8443), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(str(cert), str(key))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    ready.write_text("ok")
+    srv.serve_forever()
+''')
+
+
+def test_serves_a_model_fetched_at_startup_over_https(registered, tmp_path):
+    # The object store (HTTPS on loopback) runs inside the same namespace; the model is fetched from it.
+    from tests.integration.servers import make_self_signed_cert
+
+    cert, key = make_self_signed_cert(tmp_path)
+    store = tmp_path / "store"
+    shutil.copytree(registered.model, store)
+    shutil.rmtree(registered.model)
+    script = tmp_path / "objects.py"
+    script.write_text(_OBJECT_SERVER)
+    ready = tmp_path / "store.ready"
+    # Its output goes nowhere and it is stopped with the namespace's last process.
+    before = (f"'{sys.executable}' '{script}' '{store}' '{cert}' '{key}' '{ready}' >/dev/null 2>&1 & O=$!; "
+              f"trap 'kill $O 2>/dev/null' EXIT; "
+              f"while [ ! -f '{ready}' ]; do sleep 0.1; done;")
+    features = _features(store)
+    row = [float(_sample_rows()[0][f["name"]]) for f in features]
+    client = f'''
+        assert wait_ready()
+        OUT["predict"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [{row!r}]}})
+    '''
+    args = [str(registered.bundle), "--model-source", "https://127.0.0.1:8443/models/m1/",
+            "--owner-key", str(registered.keys_dir / "owner.pub")]
+    out = _run_in_namespace(args, client, tmp_path, before=before, env={"CHAINPROOF_CA_FILE": str(cert)})
+    assert out["predict"][0] == 200, out
+    assert "OK: (9) 2 model files match the products of train_model" in out["_log"]

@@ -124,3 +124,12 @@ def test_a_profile_that_is_not_the_attested_one_is_refused():
     assert err.value.artifact == "reports/profile.json"
     with pytest.raises(InputError, match="expected schema"):
         load_profile(b"{}", expected_sha256=hashlib.sha256(b"{}").hexdigest())
+
+
+def test_a_feature_name_with_spaces_is_reported_whole():
+    rng = np.random.default_rng(9)
+    features = [{"name": "transaction amount (EUR)", "type": "numeric"}]
+    profile = build_profile(rng.normal(size=(2000, 1)), features=features, scores=rng.random(100))
+    status = evaluate(profile, rng.normal(loc=2.0, size=(300, 1)), None, DriftThresholds(min_samples=10))
+    assert status.drifting == ["transaction amount (EUR)"] and not status.score_drift
+    assert status.to_dict()["drifting_features"] == ["transaction amount (EUR)"]

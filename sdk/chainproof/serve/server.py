@@ -58,27 +58,32 @@ def _bad(message: str) -> Exception:
     return error
 
 
+def _kind(cell: Any) -> str:
+    return {bool: "a boolean", dict: "an object", list: "a list"}.get(type(cell), type(cell).__name__)
+
+
 def _check_cell(where: str, feature: Mapping[str, Any], cell: Any) -> Any:
     name, kind = str(feature["name"]), str(feature["type"])
     if cell is None:
         return None
     if kind == "numeric":
+        # Messages name the feature and the type found, never the value (inputs may be personal data).
         if isinstance(cell, bool) or not isinstance(cell, (int, float, str)):
-            raise _bad(f"{where}: feature {name!r} is numeric, got {type(cell).__name__} {str(cell)[:40]!r}")
+            raise _bad(f"{where}: feature {name!r} is numeric, got {_kind(cell)}")
         if isinstance(cell, str):
             try:
                 value = float(cell) if cell.strip() else None
             except ValueError:
-                raise _bad(f"{where}: feature {name!r} is numeric, got {cell[:40]!r}") from None
+                raise _bad(f"{where}: feature {name!r} is numeric, got a string that is not a number") from None
             if value is None:
                 return None
         else:
             value = float(cell)
         if not math.isfinite(value):
-            raise _bad(f"{where}: feature {name!r} is {cell!r}, not a finite number")
+            raise _bad(f"{where}: feature {name!r} is not a finite number")
         return value
     if isinstance(cell, (dict, list)):
-        raise _bad(f"{where}: feature {name!r} is categorical, got {type(cell).__name__}")
+        raise _bad(f"{where}: feature {name!r} is categorical, got {_kind(cell)}")
     return cell if isinstance(cell, str) else str(cell)
 
 
@@ -284,9 +289,12 @@ def build_model(served: ServedModel, *, monitor: Any = None) -> Any:
                 metrics.psi.labels(served.name, feature).set(value)
             if status.ks is not None:
                 metrics.ks.labels(served.name).set(status.ks)
+            # One alert line (and one count) per crossing, not one per window while it stays above.
+            keyed = [(f"feature {n}", a) for n, a in zip(status.drifting, status.alerts)]
+            if status.score_drift:
+                keyed.append(("score KS", status.alerts[-1]))
             now = set()
-            for alert in status.alerts:
-                key = " ".join(alert.split()[:2])
+            for key, alert in keyed:
                 now.add(key)
                 if key not in self._alerting:
                     metrics.alerts.labels(served.name, key).inc()
@@ -352,8 +360,26 @@ def serve(served: ServedModel, *, host: str = "0.0.0.0", port: int = 8080, monit
     server = ModelServer(http_port=port, enable_grpc=False, registered_models=repository, enable_docs_url=False)
     server.register_model(model)
     model.enable_latency_logging = False
-    rest = RESTServer(FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension, port,
-                      grace_period=5)
+    class _RESTServer(RESTServer):  # type: ignore[misc]
+        """KServe's REST server; a client error is logged as one line (no traceback, no input values)."""
+
+        def _add_exception_handlers(self, app: Any) -> None:
+            super()._add_exception_handlers(app)
+            from fastapi.responses import JSONResponse
+            from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+
+            def one_line(status: int) -> Any:
+                async def handler(_: Any, exc: Exception) -> Any:
+                    logger.info("%d: %s", status, str(exc)[:300])
+                    return JSONResponse(status_code=status, content={"error": str(exc)})
+                return handler
+
+            app.add_exception_handler(InvalidInput, one_line(400))
+            app.add_exception_handler(ModelNotFound, one_line(404))
+            app.add_exception_handler(ModelNotReady, one_line(503))
+
+    rest = _RESTServer(FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension, port,
+                       grace_period=5)
     # KServe hard-codes 0.0.0.0: the address is chosen here, before uvicorn binds.
     rest.config.host = host
     started = time.monotonic()
