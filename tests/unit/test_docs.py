@@ -26,7 +26,7 @@ def test_component_reference_names_every_input_and_output(name):
 
 
 def test_every_numbered_check_in_the_code_is_documented():
-    code = "".join(p.read_text() for p in (ROOT / "sdk" / "chainproof").glob("*.py"))
+    code = "".join(p.read_text() for p in (ROOT / "sdk" / "chainproof").rglob("*.py"))
     numbers = {int(n) for n in re.findall(r"# \((\d+)\)", code)}
     doc = (ROOT / "docs" / "verification.md").read_text()
     documented = {int(n) for n in re.findall(r"^\| (\d+) \|", doc, flags=re.M)}
