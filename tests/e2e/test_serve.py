@@ -368,7 +368,7 @@ _OBJECT_SERVER = textwrap.dedent('''
 
 def test_serves_a_model_fetched_at_startup_over_https(registered, tmp_path):
     # The object store (HTTPS on loopback) runs inside the same namespace; the model is fetched from it.
-    from tests.integration.servers import make_self_signed_cert
+    from chainproof.testing.servers import make_self_signed_cert
 
     cert, key = make_self_signed_cert(tmp_path)
     store = tmp_path / "store"
