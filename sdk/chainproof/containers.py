@@ -37,6 +37,8 @@ __all__ = ["CONTAINER_UID", "ContainerRun", "docker_runner", "images_bound"]
 
 # The image's own non-root user (image/Dockerfile).
 CONTAINER_UID = 10001
+# Paths of the image an input mounted at its host path must not cover.
+_SYSTEM = ("/usr", "/etc", "/opt/venv", "/proc", "/sys", "/dev", "/bin", "/lib", "/sbin")
 
 
 @dataclass(frozen=True)
@@ -141,14 +143,22 @@ def _local_paths(values: Mapping[str, Any]) -> list[Path]:
         else:
             continue
         if path.exists():
-            found.append(path.resolve())
+            found.append(path.absolute())
     return found
+
+
+def _check_inputs(paths: list[Path]) -> None:
+    """Refuse an input folder that, mounted at its host path, would hide the image's own files."""
+    for path in paths:
+        if path == Path("/") or (path.is_dir() and any(path == Path(t) or Path(t) in path.parents for t in _SYSTEM)):
+            raise InputError(f"{path}: a parameter names a system folder; --runner docker mounts inputs at their "
+                             "host path, so give a file, or a folder outside /, /usr, /etc, /opt/venv, /proc, /sys, /dev")
 
 
 def _key_path(reference: str) -> Path | None:
     if not reference.startswith("file:"):
         return None
-    return Path(unquote(reference[len("file:"):].split("?", 1)[0])).resolve()
+    return Path(unquote(reference[len("file:"):].split("?", 1)[0])).absolute()
 
 
 def docker_runner(
@@ -184,6 +194,8 @@ def docker_runner(
     import kfp.local
     from docker.types import Mount, Ulimit
 
+    inputs = [*_local_paths(params), *[p.absolute() for p in extra_paths]]
+    _check_inputs(inputs)
     client = _engine()
     client.close()
     as_root = os.getuid() == 0
@@ -198,8 +210,9 @@ def docker_runner(
                 for name in files:
                     os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
     mounts = [
-        Mount(target=str(registry_dir.resolve()), source=str(registry_dir.resolve()), type="bind", read_only=False),
-        Mount(target=str(layout_path.resolve()), source=str(layout_path.resolve()), type="bind", read_only=True),
+        # Each at the path the steps are given (symlinks resolved on the host side only).
+        Mount(target=str(registry_dir.absolute()), source=str(registry_dir.resolve()), type="bind", read_only=False),
+        Mount(target=str(layout_path.absolute()), source=str(layout_path.resolve()), type="bind", read_only=True),
     ]
     staged = run_dir / ".step-keys"
     for step, reference in sorted(signers.items()):
@@ -217,8 +230,8 @@ def docker_runner(
         mounts.append(Mount(target=str(key), source=str(source), type="bind", read_only=True))
     if as_root and staged.exists():
         os.chown(staged, uid, gid)
-    covered = {Path(m["Target"]) for m in mounts} | {pipeline_root.resolve()}
-    for path in [*_local_paths(params), *[p.resolve() for p in extra_paths]]:
+    covered = {Path(m["Target"]) for m in mounts} | {pipeline_root.absolute()}
+    for path in inputs:
         if path in covered or any(parent in covered for parent in path.parents):
             continue
         covered.add(path)
