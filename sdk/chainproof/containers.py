@@ -130,6 +130,40 @@ def _engine() -> Any:
     return client
 
 
+def _run_container(client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any) -> int:
+    """Run one task's container and return its real exit code.
+
+    Stands in for kfp.local's ``run_docker_container``, which starts containers with
+    ``auto_remove``: a container that exits before kfp inspects it is gone, and kfp either
+    reports it as a success (exit 0) or fails on podman's 500 for the missing container. Here
+    the container is created, started, followed to its end, waited on and only then removed.
+    """
+    import docker
+
+    from kfp.local.docker_task_handler import add_latest_tag_if_not_present
+
+    image = add_latest_tag_if_not_present(image=image)
+    if not any(image in (found.tags + found.attrs.get("RepoDigests", [])) for found in client.images.list()):
+        print(f"Pulling image {image!r}")
+        client.images.pull(image)
+    container = client.containers.create(image=image, command=command, volumes=volumes, **run_args)
+    try:
+        container.start()
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+
+
+def _exact_exit_codes() -> None:
+    """Make kfp.local's DockerRunner report each container's real exit code (:func:`_run_container`)."""
+    from kfp.local import docker_task_handler
+
+    docker_task_handler.run_docker_container = _run_container
+
+
 def _local_paths(values: Mapping[str, Any]) -> list[Path]:
     """The existing local files and folders a run's parameters name (``file://`` URIs or absolute paths)."""
     found = []
@@ -198,6 +232,7 @@ def docker_runner(
     _check_inputs(inputs)
     client = _engine()
     client.close()
+    _exact_exit_codes()
     as_root = os.getuid() == 0
     uid, gid = (CONTAINER_UID, CONTAINER_UID) if as_root else (os.getuid(), os.getgid())
     pipeline_root.mkdir(parents=True, exist_ok=True)

@@ -56,3 +56,25 @@ def test_a_step_runs_non_root_with_loopback_only_and_a_read_only_root(engine, pi
     assert seen == {"uid": uid, "interfaces": ["lo"], "root_writable": False, "tmp_writable": True, "home": "/tmp"}
     # The registry and the pipeline root are the only writable mounts, and the container's user owns them.
     assert Path(tmp_path / "registry").stat().st_uid == uid
+
+
+@pytest.mark.parametrize("code", [0, 7])
+def test_a_container_that_exits_at_once_reports_its_real_exit_code_and_is_removed(engine, pinned, code):  # noqa: F811
+    """kfp's own runner auto-removes containers: one that exits before it is inspected was lost (exit 0 or a 500)."""
+    import docker
+    from docker.types import Ulimit
+
+    from chainproof.containers import _run_container
+
+    client = docker.DockerClient(base_url=engine)
+    try:
+        before = {c.id for c in client.containers.list(all=True)}
+        for _ in range(3):  # the race needs no luck: each run exits within milliseconds of its start
+            got = _run_container(client, pinned, ["python3", "-c", f"import os; os._exit({code})"], {},
+                                 network_mode="none", read_only=True,
+                                 ulimits=[Ulimit(name="nofile", soft=1024, hard=4096),
+                                          Ulimit(name="nproc", soft=1024, hard=4096)])
+            assert got == code
+        assert {c.id for c in client.containers.list(all=True)} == before
+    finally:
+        client.close()
