@@ -113,6 +113,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise InputError("chainproof serve needs KServe's model server (kserve): pip install 'chainproof[serve]'")
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: expected 1-65535")
+    if not (args.recheck == 0 or 0.1 <= args.recheck <= 86400):
+        raise InputError(f"--recheck {args.recheck:g}: expected 0 (off) or 0.1 to 86400 seconds")
     served = _load_verified(args)
     monitor = None
     if served.profile is not None and not args.no_monitor:
@@ -124,7 +126,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from chainproof.serve.server import serve
 
     try:
-        serve(served, host=args.host, port=args.port, monitor=monitor)
+        serve(served, host=args.host, port=args.port, monitor=monitor, recheck=args.recheck)
     finally:
         served.close()
     return 0
@@ -211,6 +213,9 @@ def add_parsers(sub: Any) -> None:
     srv.add_argument("--model-sha256", metavar="HEX", help="with --model-source: the model's pinned manifest SHA-256")
     srv.add_argument("--host", default="0.0.0.0", help="listening address (default 0.0.0.0, as KServe)")
     srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--recheck", type=float, default=60.0, metavar="SECONDS",
+                     help="hash the model files on disk against the chain every SECONDS; a change makes the model "
+                          "unready (503) until they verify again (default 60; 0: only on reload)")
     srv.add_argument("--window", type=int, default=1000, help="rows in the drift window (default 1000)")
     srv.add_argument("--every", type=int, default=50, help="recompute drift every N rows (default 50)")
     srv.add_argument("--min-samples", type=int, default=100, help="rows before drift is judged (default 100)")

@@ -123,3 +123,92 @@ def test_read_only_home_falls_back_to_a_temp_folder_in_the_image(image):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["/tmp/chainproof-10001", "/tmp/chainproof-10001/trusted-owners"]
+
+
+_PROBE = """
+import json, sys, time, urllib.request, urllib.error
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request("http://127.0.0.1:8080" + path, data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+end = time.monotonic() + 120
+while True:
+    try:
+        if call("GET", "/v2/health/ready")[0] == 200:
+            break
+    except OSError:
+        pass
+    if time.monotonic() > end:
+        sys.exit("never ready")
+    time.sleep(0.3)
+out = {"v1": call("POST", "/v1/models/chainproof-model:predict", {"instances": json.loads(sys.argv[1])}),
+       "short": call("POST", "/v1/models/chainproof-model:predict", {"instances": [json.loads(sys.argv[1])[0][:-1]]}),
+       "metrics": call("GET", "/metrics")}
+print(json.dumps(out))
+"""
+
+
+def _serve_args(summary: dict) -> list[str]:
+    registry = Path(summary["bundle"]).parents[3]
+    return [summary["registered"], "--registry", str(registry), "--owner-key", summary["owner_key"], "--port", "8080"]
+
+
+def test_serving_image_serves_the_model_registered_in_the_component_image(serving_image, in_image_run, tmp_path):
+    """The serving target carries KServe: it verifies the chain, then serves V1 REST with no network at all."""
+    import csv
+
+    import joblib
+
+    from chainproof.runner import SAMPLE
+    from chainproof.train import prepare_rows
+
+    out, summary = in_image_run
+    model_dir = _host(out, summary["model"])
+    features = json.loads((model_dir / "features.json").read_text())["features"]
+    with open(SAMPLE.path(), newline="") as fh:
+        rows = list(csv.DictReader(fh))[:10]
+    instances = [[float(r[f["name"]]) for f in features] for r in rows]
+    expected = [str(p) for p in joblib.load(model_dir / "model.joblib").predict(prepare_rows(rows, features=features))]
+    name = f"chainproof-serve-{os.getpid()}"
+    started = subprocess.run(
+        RUN + ["-d", "--name", name, "--network", "none", "--read-only", "--tmpfs", "/tmp:rw,size=256m,mode=1777",
+               "-v", f"{out}:/out:ro,Z", serving_image, *_serve_args(summary)],
+        capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        probe = subprocess.run([PODMAN, "exec", name, "/opt/venv/bin/python3", "-c", _PROBE, json.dumps(instances)],
+                               capture_output=True, text=True, timeout=300)
+        logs = subprocess.run([PODMAN, "logs", name], capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run([PODMAN, "rm", "-f", name], capture_output=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr + logs.stdout + logs.stderr
+    got = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert got["v1"][0] == 200 and json.loads(got["v1"][1])["predictions"] == expected
+    assert got["short"][0] == 400 and f"feature '{features[-1]['name']}' is missing" in got["short"][1]
+    assert f'model_sha256="{summary["model_sha256"]}"' in got["metrics"][1]
+    assert "OK: (2) layout signed by trusted owner key" in logs.stdout + logs.stderr
+
+
+def test_serving_image_refuses_a_tampered_model_in_one_line(serving_image, in_image_run, tmp_path):
+    out, summary = in_image_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy, symlinks=True)
+    owner = (out / "work").stat()
+    for path in [copy, *copy.rglob("*")]:  # as the container's user left them (the copy is root's)
+        os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+    model = _host(copy, summary["model"]) / "model.joblib"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    proc = subprocess.run(RUN + ["--network", "none", "--read-only", "--tmpfs", "/tmp:rw,size=256m,mode=1777",
+                                 "-v", f"{copy}:/out:ro,Z", serving_image, *_serve_args(summary)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("FAIL: ") and "model.joblib" in lines[0], lines
+    assert "Traceback" not in proc.stderr

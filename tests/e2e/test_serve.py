@@ -310,6 +310,51 @@ def test_a_model_swapped_on_disk_after_start_is_refused_at_reload(registered, tm
     assert "REFUSED reload of chainproof-model: model/model.joblib" in out["_log"]
 
 
+def test_a_model_swapped_on_disk_is_refused_by_the_periodic_recheck_and_restored_when_it_verifies(registered, tmp_path):
+    features = _features(registered.model)
+    row = [float(_sample_rows()[0][f["name"]]) for f in features]
+    target = registered.model / "model.joblib"
+    client = f'''
+        assert wait_ready()
+        ROW = {row!r}
+        def flip():
+            with open({str(target)!r}, "r+b") as fh:
+                fh.seek(100); b = fh.read(1); fh.seek(100); fh.write(bytes([b[0] ^ 1]))
+        def until(status, limit=30):
+            end = time.monotonic() + limit
+            while time.monotonic() < end:
+                if call("GET", "/v2/models/chainproof-model/ready")[0] == status:
+                    return True
+                time.sleep(0.1)
+            return False
+        OUT["before"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [ROW]}})
+        flip()  # no reload asked for: the recheck alone must notice
+        OUT["unready"] = until(503)
+        OUT["predict_swapped"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [ROW]}})
+        OUT["metrics_swapped"] = call("GET", "/metrics")
+        flip()  # the attested bytes are back: verified again, copied, scanned, loaded
+        OUT["ready_again"] = until(200)
+        OUT["predict_restored"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [ROW]}})
+    '''
+    out = _run_in_namespace([*_bundle_args(registered), "--recheck", "0.3"], client, tmp_path)
+    assert out["before"][0] == 200
+    assert out["unready"] is True, out["_log"]
+    assert out["predict_swapped"][0] == 503
+    verified = [line for line in out["metrics_swapped"][1].splitlines() if line.startswith("chainproof_model_verified{")]
+    assert verified and verified[0].endswith(" 0.0")
+    assert out["ready_again"] is True, out["_log"]
+    assert out["predict_restored"] == out["before"]
+    assert "REFUSED recheck of chainproof-model: model/model.joblib (attested by the chain): expected sha256:" in out["_log"]
+    assert "files rechecked every 0.3 s" in out["_log"]
+
+
+@pytest.mark.parametrize("value", ["-1", "0.01", "nan", "inf"])
+def test_a_recheck_interval_out_of_range_is_a_usage_error(registered, value):
+    proc = subprocess.run([CHAINPROOF, "serve", *_bundle_args(registered), "--recheck", value],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("FAIL: --recheck ") and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_drift_shift_raises_the_gauge_and_the_alert_a_clean_held_out_sample_does_not(registered, tmp_path):
     features = _features(registered.model)
     names = [f["name"] for f in features]

@@ -32,10 +32,30 @@ def _stages() -> tuple[dict[str, str], list[list[str]]]:
 def test_every_base_image_is_pinned_by_digest():
     args, stages = _stages()
     assert len(stages) >= 2, "multi-stage: build and runtime"
+    names: list[str] = []
     for stage in stages:
-        image = stage[0].split()[1]
-        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-        assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", image), image
+        words = stage[0].split()
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], words[1])
+        # A stage starts from the pinned base, or from an earlier stage of this file (which did).
+        assert image in names or re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", image), image
+        if len(words) == 4 and words[2].upper() == "AS":
+            names.append(words[3])
+
+
+def test_the_serving_lock_extends_the_component_lock_with_the_same_pins():
+    root = Path(__file__).resolve().parents[2] / "image"
+    assert "-r requirements.in" in (root / "serving-requirements.in").read_text().splitlines()
+
+    def pins(name: str) -> dict[str, str]:
+        return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (root / name).read_text(), re.M))
+
+    component, serving = pins("requirements.lock"), pins("serving-requirements.lock")
+    assert "kserve" in serving and "kserve" not in component
+    assert set(component) <= set(serving)
+    # Where pip-compile chose differently for the larger set, only these may move.
+    moved = {name for name in component if component[name] != serving[name]}
+    assert moved <= {"httpx", "platformdirs", "setuptools"}, moved
+    assert serving["scikit-learn"] == component["scikit-learn"]  # the served model loads with its training version
 
 
 def test_runtime_stage_runs_as_non_root_and_has_no_compilers_or_installs():

@@ -112,6 +112,17 @@ class ServedModel:
         shutil.rmtree(old, ignore_errors=True)
         return checks
 
+    def check_source(self) -> None:
+        """Hash the model files at their location now and compare them with the chain (no copy, no load).
+
+        Raises:
+            VerificationError: a file differs from its attested digest, was added or removed.
+        """
+        if not self.source.is_dir():
+            raise ArtifactRefused(str(self.source), "model folder does not exist")
+        check_artifacts(self.result.model_files, digest_tree(self.source, prefix=self.prefix),
+                        producer="the chain", what="model")
+
     def close(self) -> None:
         """Remove the private copies."""
         shutil.rmtree(self.private_dir, ignore_errors=True)

@@ -14,14 +14,17 @@ an object by feature name. V2: one input of shape ``[N, F]`` in feature order, o
 feature (named by the feature, shape ``[N]``). The wrong width, an unknown or missing feature or
 a wrong type is a 400 that names the feature. A reload (``POST /v2/repository/models/NAME/load``)
 re-verifies the model files against the chain before anything is loaded; a model swapped on disk
-is refused and the model is no longer ready.
+is refused and the model is no longer ready. The files are also hashed against the chain every
+``recheck`` seconds: a change found there has the same effect, without waiting for a reload.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -240,16 +243,32 @@ def build_model(served: ServedModel, *, monitor: Any = None) -> Any:
             metrics.info.labels(served.name, served.model_sha256, served.result.layout_sha256).set(1)
             self.ready = True
 
+        def refuse(self, exc: ChainproofError, what: str) -> None:
+            """Stop serving: not ready, the verified gauge at 0, one refusal counted and logged."""
+            self.ready = False
+            self.refusal = exc.diagnostics()
+            metrics.info.labels(served.name, served.model_sha256, served.result.layout_sha256).set(0)
+            metrics.refused.labels(served.name).inc()
+            logger.error("REFUSED %s of %s: %s", what, served.name, self.refusal)
+
+        def recheck(self) -> None:
+            """The periodic check: hash the files on disk; refuse on a change, reload once they verify again."""
+            try:
+                served.check_source()
+            except ChainproofError as exc:
+                if self.ready:
+                    self.refuse(exc, "recheck")
+                return
+            if not self.ready:
+                with contextlib.suppress(ChainproofError):
+                    self.load()
+
         def load(self) -> bool:
             """Reload: re-verify the model files on disk against the chain, then copy, scan, load."""
             try:
                 checks = self.served.reload()
             except ChainproofError as exc:
-                self.ready = False
-                self.refusal = exc.diagnostics()
-                metrics.info.labels(served.name, served.model_sha256, served.result.layout_sha256).set(0)
-                metrics.refused.labels(served.name).inc()
-                logger.error("REFUSED reload of %s: %s", served.name, self.refusal)
+                self.refuse(exc, "reload")
                 raise
             self.ready = True
             self.refusal = ""
@@ -322,7 +341,16 @@ def build_model(served: ServedModel, *, monitor: Any = None) -> Any:
     return ChainproofModel()
 
 
-def serve(served: ServedModel, *, host: str = "0.0.0.0", port: int = 8080, monitor: Any = None) -> None:
+def _watch(model: Any, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            model.recheck()
+        except Exception as exc:  # the watcher must outlive any one failed check
+            logger.error("recheck of %s failed: %s", model.name, type(exc).__name__)
+
+
+def serve(served: ServedModel, *, host: str = "0.0.0.0", port: int = 8080, monitor: Any = None,
+          recheck: float = 0.0) -> None:
     """Serve a verified model over KServe's REST server until interrupted.
 
     Args:
@@ -330,6 +358,8 @@ def serve(served: ServedModel, *, host: str = "0.0.0.0", port: int = 8080, monit
         host: the address to listen on (set on uvicorn's configuration; KServe's default is 0.0.0.0).
         port: the HTTP port.
         monitor: the drift monitor, or ``None``.
+        recheck: every this many seconds, hash the model files on disk against the chain: a
+            change makes the model unready (503) until the files verify again; 0 turns it off.
 
     Side effects:
         Listens on ``host:port``; logs to stderr.
@@ -383,9 +413,14 @@ def serve(served: ServedModel, *, host: str = "0.0.0.0", port: int = 8080, monit
     # KServe hard-codes 0.0.0.0: the address is chosen here, before uvicorn binds.
     rest.config.host = host
     started = time.monotonic()
-    logger.warning("serving %s (model sha256:%s) on %s:%d; verified, scanned and loaded; drift monitoring %s",
-                   served.name, served.model_sha256[:16], host, port, "on" if monitor is not None else "off")
+    logger.warning("serving %s (model sha256:%s) on %s:%d; verified, scanned and loaded; drift monitoring %s; "
+                   "files rechecked %s", served.name, served.model_sha256[:16], host, port,
+                   "on" if monitor is not None else "off", f"every {recheck:g} s" if recheck > 0 else "on reload only")
+    stop = threading.Event()
+    if recheck > 0:
+        threading.Thread(target=_watch, args=(model, recheck, stop), name="chainproof-recheck", daemon=True).start()
     try:
         asyncio.run(rest.start())
     finally:
+        stop.set()
         logger.warning("stopped %s after %.0f s", served.name, time.monotonic() - started)
