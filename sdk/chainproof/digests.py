@@ -24,11 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NewType
 
-from chainproof.errors import ArtifactRefused, InputError
+from chainproof.errors import ArtifactRefused, DigestMismatch, InputError
 
 __all__ = [
     "CHUNK_SIZE",
     "Sha256Hex",
+    "check_artifacts",
     "check_sha256_hex",
     "digest_tree",
     "manifest_digest",
@@ -162,3 +163,28 @@ def manifest_digest(manifest: Mapping[str, str]) -> Sha256Hex:
     """
     canonical = json.dumps(dict(manifest), sort_keys=True, separators=(",", ":"))
     return Sha256Hex(hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def check_artifacts(
+    expected: Mapping[str, str], actual: Mapping[str, str], *, producer: str, what: str
+) -> None:
+    """Check delivered files against attested products: same names, same digests.
+
+    Args:
+        expected: logical name to SHA-256, as attested by ``producer``.
+        actual: logical name to SHA-256, as delivered.
+        producer: the step whose link attests ``expected``.
+        what: what the files are (``model``, ``dataset``), for the error.
+
+    Raises:
+        DigestMismatch: a file has other bytes than attested.
+        ArtifactRefused: a file is missing or was added.
+    """
+    for name in sorted(expected):
+        if name not in actual:
+            raise ArtifactRefused(name, f"{what} file attested by {producer} is missing")
+        if actual[name] != expected[name]:
+            raise DigestMismatch(name, expected[name], actual[name], context=f"attested by {producer}")
+    extra = sorted(set(actual) - set(expected))
+    if extra:
+        raise ArtifactRefused(extra[0], f"{what} file not attested by {producer} (added after it ran)")

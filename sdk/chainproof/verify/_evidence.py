@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-from chainproof.digests import digest_tree
+from chainproof.digests import check_artifacts, digest_tree
 from chainproof.errors import (
     ArtifactRefused,
     ChainError,
@@ -41,31 +41,6 @@ def products_with_prefix(records: Mapping[str, StepRecord], prefix: str) -> tupl
     if last is None:
         raise ChainError("?", f"no step of the chain produced any {prefix}* artifact")
     return last
-
-
-def check_artifacts(
-    expected: Mapping[str, str], actual: Mapping[str, str], *, producer: str, what: str
-) -> None:
-    """Check delivered files against attested products: same names, same digests.
-
-    Args:
-        expected: logical name to SHA-256, as attested by ``producer``.
-        actual: logical name to SHA-256, as delivered.
-        producer: the step whose link attests ``expected``.
-        what: what the files are (``model``, ``dataset``), for the error.
-
-    Raises:
-        DigestMismatch: a file has other bytes than attested.
-        ArtifactRefused: a file is missing or was added.
-    """
-    for name in sorted(expected):
-        if name not in actual:
-            raise ArtifactRefused(name, f"{what} file attested by {producer} is missing")
-        if actual[name] != expected[name]:
-            raise DigestMismatch(name, expected[name], actual[name], context=f"attested by {producer}")
-    extra = sorted(set(actual) - set(expected))
-    if extra:
-        raise ArtifactRefused(extra[0], f"{what} file not attested by {producer} (added after it ran)")
 
 
 def bundled_files(bundle_dir: Path) -> dict[str, str]:

@@ -1,342 +1,20 @@
-"""Model registries: where verified models and their evidence are recorded.
-
-Example:
-    >>> import tempfile
-    >>> from chainproof.registry import LocalModelRegistry
-    >>> reg = LocalModelRegistry(tempfile.mkdtemp())
-    >>> pending = reg.prepare("fraud")
-    >>> pending.reference
-    'local://fraud@1'
-
-The seam is :class:`ModelRegistry`. A registry only accepts a model together with
-the :class:`~chainproof.verify.VerificationResult` of its chain, and re-hashes the
-model it is about to store: what it registers is what was verified, not what was
-there when verification started. Each version records the model's location and
-digest and the evidence bundle's location and digest.
-"""
+"""The Vertex AI Model Registry backend (``vertex://projects/P/locations/L/models/ID@VERSION``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from chainproof._version import __version__
-from chainproof.attest import utc_now, write_atomic
-from chainproof.digests import digest_tree, manifest_digest
+from chainproof.attest import utc_now
+from chainproof.digests import check_artifacts, digest_tree, manifest_digest
 from chainproof.errors import ArtifactRefused, InputError, RegistryError
-from chainproof.verify import VerificationResult, check_artifacts
+from chainproof.registry._protocol import PendingVersion, RegisteredModel, VerifiedChain
 
-__all__ = [
-    "MODEL_DIGEST_LABELS",
-    "PREBUILT_SKLEARN_SERVING",
-    "VERSION_LABEL",
-    "LocalModelRegistry",
-    "ModelRegistry",
-    "PendingVersion",
-    "RegisteredModel",
-    "VertexModelRegistry",
-    "digest_from_labels",
-    "digest_labels",
-    "parse_local_reference",
-    "parse_vertex_reference",
-    "registry_for",
-]
-
-_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-_VERSION_FILE = "version.json"
-#: The local registry's identity record (a random id made when the registry is created).
-_IDENTITY_FILE = "registry.json"
-
-
-@dataclass(frozen=True)
-class PendingVersion:
-    """A version number reserved for a registration that is being prepared.
-
-    Attributes:
-        name: the model name.
-        version: the version number (as text).
-        reference: ``local://NAME@VERSION`` (or the backend's equivalent).
-        model_location: where the model will be stored.
-        bundle_location: where the evidence bundle will be stored.
-    """
-
-    name: str
-    version: str
-    reference: str
-    model_location: str
-    bundle_location: str
-
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    """One registered model version.
-
-    Attributes:
-        reference: ``local://NAME@VERSION``.
-        name: the model name.
-        version: the version.
-        model_location: the model folder.
-        model_sha256: manifest digest of the model files.
-        model_files: logical name to SHA-256 of each model file.
-        bundle_location: the evidence bundle folder.
-        bundle_sha256: manifest digest of the bundle files.
-        created: registration time (UTC).
-    """
-
-    reference: str
-    name: str
-    version: str
-    model_location: str
-    model_sha256: str
-    model_files: dict[str, str]
-    bundle_location: str
-    bundle_sha256: str
-    created: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form stored as ``version.json``."""
-        return {
-            "reference": self.reference,
-            "name": self.name,
-            "version": self.version,
-            "created": self.created,
-            "chainproof_version": __version__,
-            "model": {"location": self.model_location, "sha256": self.model_sha256, "files": self.model_files},
-            "bundle": {"location": self.bundle_location, "sha256": self.bundle_sha256},
-        }
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> RegisteredModel:
-        """Build from the stored JSON form.
-
-        Raises:
-            RegistryError: a field is missing.
-        """
-        try:
-            return cls(
-                reference=str(doc["reference"]),
-                name=str(doc["name"]),
-                version=str(doc["version"]),
-                model_location=str(doc["model"]["location"]),
-                model_sha256=str(doc["model"]["sha256"]),
-                model_files={str(k): str(v) for k, v in doc["model"]["files"].items()},
-                bundle_location=str(doc["bundle"]["location"]),
-                bundle_sha256=str(doc["bundle"]["sha256"]),
-                created=str(doc["created"]),
-            )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise RegistryError(f"registry entry: malformed ({exc!r} missing or wrong type)") from exc
-
-
-class ModelRegistry(Protocol):
-    """Where verified models are registered."""
-
-    def find(self, name: str, *, model_sha256: str) -> RegisteredModel | None:
-        """Return the version of ``name`` that holds this model digest, if any."""
-        ...
-
-    def prepare(self, name: str, *, model_sha256: str = "") -> PendingVersion:
-        """Reserve the next version of ``name`` (for the model with this digest)."""
-        ...
-
-    def commit(
-        self, pending: PendingVersion, *, model_dir: Path, bundle_dir: Path, verified: VerificationResult
-    ) -> RegisteredModel:
-        """Store the verified model and its bundle under the reserved version."""
-        ...
-
-    def resolve(self, reference: str) -> RegisteredModel:
-        """Return a registered version by reference."""
-        ...
-
-
-def parse_local_reference(reference: str) -> tuple[str, str]:
-    """Split ``local://NAME@VERSION`` into (name, version).
-
-    Raises:
-        InputError: not a local registry reference.
-    """
-    m = re.fullmatch(r"local://([^@/]+)@([0-9]+)", reference)
-    if not m:
-        raise InputError(f"{reference}: expected local://NAME@VERSION")
-    return m.group(1), m.group(2)
-
-
-class LocalModelRegistry:
-    """A registry in a local folder: ``models/NAME/VERSION/{model,bundle,version.json}``."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        """Open a registry folder (created on first registration).
-
-        Args:
-            root: the registry folder.
-        """
-        self.root = Path(root).absolute()
-
-    def identity(self, *, create: bool = False) -> dict[str, str]:
-        """Return this registry's identity: a random id recorded when the registry was created.
-
-        Args:
-            create: create the identity record if the registry has none yet (registration does).
-
-        Returns:
-            ``{"kind": "local", "registry_id": HEX}``; ``registry_id`` is empty for a folder
-            that was never a registry.
-
-        Side effects:
-            With ``create``, writes ``registry.json`` in the registry folder once.
-        """
-        path = self.root / _IDENTITY_FILE
-        if not path.is_file() and create:
-            self.root.mkdir(parents=True, exist_ok=True)
-            doc = {"kind": "local", "registry_id": uuid.uuid4().hex, "created": utc_now()}
-            tmp = self.root / f".{_IDENTITY_FILE}.{uuid.uuid4().hex[:8]}"
-            tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-            try:
-                # Never replace an identity that appeared meanwhile.
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
-        try:
-            doc = json.loads(path.read_text()) if path.is_file() else {}
-        except (OSError, ValueError) as exc:
-            raise RegistryError(f"{path}: unreadable registry identity") from exc
-        return {"kind": "local", "registry_id": str(doc.get("registry_id", "")) if isinstance(doc, dict) else ""}
-
-    def identity_for(self, reference: str) -> dict[str, str]:
-        """Return the identity a registration of ``reference`` in this registry attests."""
-        return self.identity()
-
-    def _model_root(self, name: str) -> Path:
-        if not _NAME.fullmatch(name):
-            raise InputError(
-                f"model name {name!r}: use 1-63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
-            )
-        return self.root / "models" / name
-
-    def _versions(self, name: str) -> list[Path]:
-        base = self._model_root(name)
-        if not base.is_dir():
-            return []
-        return sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-
-    def find(self, name: str, *, model_sha256: str) -> RegisteredModel | None:
-        """Return the version of ``name`` that holds this model digest, if any.
-
-        Args:
-            name: the model name.
-            model_sha256: the manifest digest of the model files.
-
-        Returns:
-            The matching version, or ``None``.
-        """
-        for path in self._versions(name):
-            entry = self._load(path / _VERSION_FILE)
-            if entry.model_sha256 == model_sha256:
-                return entry
-        return None
-
-    def prepare(self, name: str, *, model_sha256: str = "") -> PendingVersion:
-        """Reserve the next version of ``name``.
-
-        Args:
-            name: the model name.
-            model_sha256: the model's manifest digest (unused: local versions are numbered folders).
-
-        Returns:
-            The reserved version and its future locations.
-        """
-        self.identity(create=True)
-        versions = self._versions(name)
-        number = str(int(versions[-1].name) + 1 if versions else 1)
-        target = self._model_root(name) / number
-        return PendingVersion(
-            name=name,
-            version=number,
-            reference=f"local://{name}@{number}",
-            model_location=str(target / "model"),
-            bundle_location=str(target / "bundle"),
-        )
-
-    def commit(
-        self, pending: PendingVersion, *, model_dir: Path, bundle_dir: Path, verified: VerificationResult
-    ) -> RegisteredModel:
-        """Copy the verified model and bundle in, and publish the version atomically.
-
-        Args:
-            pending: the reserved version.
-            model_dir: the model folder that was verified.
-            bundle_dir: its evidence bundle.
-            verified: the verification result of the chain.
-
-        Returns:
-            The registered version.
-
-        Raises:
-            VerificationError: the model changed since it was verified.
-            RegistryError: the version was taken meanwhile.
-        """
-        base = self._model_root(pending.name)
-        base.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=base, prefix=f".staging-{pending.version}-"))
-        try:
-            shutil.copytree(model_dir, staging / "model")
-            shutil.copytree(bundle_dir, staging / "bundle")
-            # Re-hash what is about to be published: time of check == time of use.
-            stored = digest_tree(staging / "model", prefix="model")
-            check_artifacts(verified.model_files, stored, producer="the verified chain", what="model")
-            entry = RegisteredModel(
-                reference=pending.reference,
-                name=pending.name,
-                version=pending.version,
-                model_location=pending.model_location,
-                model_sha256=manifest_digest(stored),
-                model_files=stored,
-                bundle_location=pending.bundle_location,
-                bundle_sha256=manifest_digest(digest_tree(staging / "bundle")),
-                created=utc_now(),
-            )
-            write_atomic(staging / _VERSION_FILE, (json.dumps(entry.to_dict(), indent=2) + "\n").encode())
-            try:
-                os.rename(staging, base / pending.version)
-            except OSError as exc:
-                raise RegistryError(f"{pending.reference}: version already exists") from exc
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return entry
-
-    def resolve(self, reference: str) -> RegisteredModel:
-        """Return a registered version by ``local://NAME@VERSION``.
-
-        Raises:
-            RegistryError: no such version.
-        """
-        name, version = parse_local_reference(reference)
-        path = self._model_root(name) / version / _VERSION_FILE
-        if not path.is_file():
-            raise RegistryError(f"{reference}: not found in {self.root}")
-        return self._load(path)
-
-    @staticmethod
-    def _load(path: Path) -> RegisteredModel:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise RegistryError(f"{path}: unreadable registry entry") from exc
-        if not isinstance(doc, dict):
-            raise RegistryError(f"{path}: malformed registry entry")
-        return RegisteredModel.from_dict(doc)
-
+__all__ = ["MODEL_DIGEST_LABELS", "PREBUILT_SKLEARN_SERVING", "VERSION_LABEL", "VertexModelRegistry",
+           "digest_from_labels", "digest_labels", "parse_vertex_reference"]
 
 # --------------------------------------------------------------------------- Vertex AI
 
@@ -526,8 +204,8 @@ class VertexModelRegistry:
         return f"projects/{self.project}/locations/{self.location}/models/{name}"
 
     def _versions(self, name: str, flt: str | None = None) -> list[Any]:
-        from google.api_core import exceptions as gexc
         import google.cloud.aiplatform as aiplatform
+        from google.api_core import exceptions as gexc
 
         self._init()
         try:
@@ -558,8 +236,8 @@ class VertexModelRegistry:
         )
 
     def _model(self, name: str, version: str) -> Any:
-        from google.api_core import exceptions as gexc
         import google.cloud.aiplatform as aiplatform
+        from google.api_core import exceptions as gexc
 
         self._init()
         try:
@@ -623,7 +301,7 @@ class VertexModelRegistry:
             bucket.blob(name).upload_from_filename(str(path), checksum="crc32c")
 
     def commit(
-        self, pending: PendingVersion, *, model_dir: Path, bundle_dir: Path, verified: VerificationResult
+        self, pending: PendingVersion, *, model_dir: Path, bundle_dir: Path, verified: VerifiedChain
     ) -> RegisteredModel:
         """Upload the verified model and bundle, then ``Model.upload`` the version with its evidence pointer.
 
@@ -688,7 +366,7 @@ class VertexModelRegistry:
             created=created,
         )
 
-    def check_serving_image(self, verified: VerificationResult) -> str:
+    def check_serving_image(self, verified: VerifiedChain) -> str:
         """Refuse a serving image that cannot be trusted to load this model.
 
         The image is pinned by digest; a prebuilt scikit-learn image must serve the
@@ -761,7 +439,7 @@ class VertexModelRegistry:
         return resource, f"https://{location}-aiplatform.googleapis.com/v1/{resource}"
 
 
-def _trained_sklearn(verified: VerificationResult) -> str:
+def _trained_sklearn(verified: VerifiedChain) -> str:
     """The scikit-learn version recorded by the step(s) that produced the model's files."""
     versions = {
         str((record.environment.get("frameworks") or {}).get("scikit-learn", ""))
@@ -771,51 +449,3 @@ def _trained_sklearn(verified: VerificationResult) -> str:
     if len(versions) > 1:
         raise ArtifactRefused("model", f"its files were produced with scikit-learn {', '.join(sorted(versions))}")
     return versions.pop() if versions else ""
-
-
-def registry_identity(registry: Any, pending: PendingVersion) -> dict[str, str]:
-    """Return the registry identity ``register_model`` attests in ``registry/entry.json``.
-
-    Local registries have a random id made at creation; Vertex AI registrations are
-    named by project, location and model ID. ``verify`` compares it with the registry
-    it actually read the entry from (check 17).
-
-    Args:
-        registry: the registry being written to.
-        pending: the reserved version.
-
-    Returns:
-        The identity (``kind`` plus its fields); ``{"kind": "unknown"}`` for a backend
-        without one, which verification refuses.
-    """
-    if isinstance(registry, LocalModelRegistry):
-        return registry.identity(create=True)
-    identity_for = getattr(registry, "identity_for", None)
-    return dict(identity_for(pending.reference)) if identity_for is not None else {"kind": "unknown"}
-
-
-def registry_for(uri: str, **kwargs: Any) -> LocalModelRegistry | VertexModelRegistry:
-    """Choose the registry backend by URI.
-
-    Args:
-        uri: ``file:///FOLDER`` (or a path) for the local registry;
-            ``vertex://projects/P/locations/L?artifacts=gs://BUCKET/PREFIX`` for Vertex AI.
-        **kwargs: passed to :class:`VertexModelRegistry` (credentials, ...).
-
-    Returns:
-        The backend.
-
-    Raises:
-        InputError: an unknown scheme.
-    """
-    if uri.startswith("vertex://"):
-        return VertexModelRegistry.from_uri(uri, **kwargs)
-    if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return LocalModelRegistry(unquote(urlparse(uri).path))
-    if not uri or "://" in uri:
-        raise InputError(f"registry_uri {uri!r}: expected file:///FOLDER or vertex://projects/P/locations/L?artifacts=gs://...")
-    return LocalModelRegistry(uri)
-
-
