@@ -20,7 +20,7 @@ from typing import Any
 
 from chainproof.errors import InputError
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "add_publisher_arguments", "publisher_policy"]
 
 
 def _read(path: str, flag: str) -> str:
@@ -30,10 +30,16 @@ def _read(path: str, flag: str) -> str:
         raise InputError(f"{flag} {path}: cannot read ({getattr(exc, 'strerror', None) or type(exc).__name__})") from exc
 
 
-def _policy(args: argparse.Namespace) -> Any:
+def publisher_policy(args: argparse.Namespace) -> Any:
+    """The :class:`chainproof.publisher.PublisherPolicy` the ``--publisher-*`` flags ask for, or None.
+
+    Raises:
+        InputError: two kinds of publisher at once, half of a pair, or ``--ignore`` / ``--signature``
+            without a publisher.
+    """
     from chainproof.publisher import PublisherPolicy
 
-    ignore = tuple(args.ignore or ())
+    ignore = tuple(getattr(args, "ignore", None) or ())
     chosen = [name for name, given in (
         ("--publisher-key", args.publisher_key),
         ("--publisher-certificate", args.publisher_certificate or args.publisher_ca),
@@ -63,7 +69,7 @@ def _policy(args: argparse.Namespace) -> Any:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from chainproof.publisher import ingest
 
-    policy = _policy(args)
+    policy = publisher_policy(args)
     record = ingest(args.source, Path(args.output), sha256=args.sha256 or None, publisher=policy,
                     signature=args.signature or "")
     if args.format == "json":
@@ -82,6 +88,21 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_publisher_arguments(p: Any, *, signature_help: str) -> None:
+    """Add the ``--publisher-*`` flags and ``--signature`` (read back by :func:`publisher_policy`).
+
+    Args:
+        p: an argparse parser.
+        signature_help: what ``--signature`` means for this command.
+    """
+    p.add_argument("--publisher-key", metavar="PEM", help="the publisher's EC public key")
+    p.add_argument("--publisher-certificate", metavar="PEM", help="the publisher's signing certificate")
+    p.add_argument("--publisher-ca", metavar="PEM", action="append", help="a CA trusted to issue it (repeatable)")
+    p.add_argument("--publisher-identity", metavar="ID", help="the expected Sigstore identity (email, URI)")
+    p.add_argument("--publisher-issuer", metavar="URL", help="the expected OIDC issuer of that identity")
+    p.add_argument("--signature", metavar="URI", help=signature_help)
+
+
 def add_parser(sub: Any) -> None:
     """Register ``ingest`` on the top-level subparsers.
 
@@ -92,12 +113,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("source", help="a file or folder (path, file://, gs://, https://, s3://; a folder URI ends in /)")
     p.add_argument("-o", "--output", required=True, help="the folder to release into (must not exist or be empty)")
     p.add_argument("--sha256", help="the pinned SHA-256 (of a file, or of a folder's manifest)")
-    p.add_argument("--publisher-key", metavar="PEM", help="the publisher's EC public key")
-    p.add_argument("--publisher-certificate", metavar="PEM", help="the publisher's signing certificate")
-    p.add_argument("--publisher-ca", metavar="PEM", action="append", help="a CA trusted to issue it (repeatable)")
-    p.add_argument("--publisher-identity", metavar="ID", help="the expected Sigstore identity (email, URI)")
-    p.add_argument("--publisher-issuer", metavar="URL", help="the expected OIDC issuer of that identity")
-    p.add_argument("--signature", metavar="PATH", help="the model.sig (default: model.sig inside a folder source)")
+    add_publisher_arguments(p, signature_help="the model.sig (default: model.sig inside a folder source)")
     p.add_argument("--ignore", metavar="NAME", action="append", help="a file the signature does not cover: left out, recorded")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=_cmd_ingest)

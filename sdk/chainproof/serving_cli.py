@@ -94,9 +94,14 @@ def _load_verified(args: argparse.Namespace) -> Any:
         # The CLI reads the environment: a non-AWS S3 endpoint (https) and a CA bundle for https sources.
         options = FetchOptions(s3_endpoint=os.environ.get("CHAINPROOF_S3_ENDPOINT", FetchOptions.s3_endpoint),
                                ca_file=os.environ.get("CHAINPROOF_CA_FILE") or None)
+    publisher = None
+    if hasattr(args, "publisher_key"):
+        from chainproof._cli_ingest import publisher_policy
+
+        publisher = publisher_policy(args)
     return load_verified(args.ref, trusted_owner_keys=_trusted_keys(args.owner_key), registry=registry,
                          model_dir=args.model, model_source=source, model_sha256=getattr(args, "model_sha256", None),
-                         fetch_options=options)
+                         fetch_options=options, publisher=publisher, signature_uri=getattr(args, "signature", None) or "")
 
 
 def _thresholds(args: argparse.Namespace) -> Any:
@@ -211,6 +216,11 @@ def add_parsers(sub: Any) -> None:
                      help="with a bundle folder: fetch the model first from s3://, gs:// or https:// (each file pinned "
                           "by the digest the verified chain attests; CHAINPROOF_S3_ENDPOINT, CHAINPROOF_CA_FILE)")
     srv.add_argument("--model-sha256", metavar="HEX", help="with --model-source: the model's pinned manifest SHA-256")
+    from chainproof._cli_ingest import add_publisher_arguments
+
+    # A publisher's OpenSSF Model Signing signature over the fetched files, checked offline, as chainproof ingest does.
+    add_publisher_arguments(srv, signature_help="with --model-source and a publisher: the model.sig "
+                                                "(default: model.sig inside the --model-source folder)")
     srv.add_argument("--host", default="0.0.0.0", help="listening address (default 0.0.0.0, as KServe)")
     srv.add_argument("--port", type=int, default=8080)
     srv.add_argument("--recheck", type=float, default=60.0, metavar="SECONDS",

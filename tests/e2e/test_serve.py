@@ -437,3 +437,87 @@ def test_serves_a_model_fetched_at_startup_over_https(registered, tmp_path):
     out = _run_in_namespace(args, client, tmp_path, before=before, env={"CHAINPROOF_CA_FILE": str(cert)})
     assert out["predict"][0] == 200, out
     assert "OK: (9) 2 model files match the products of train_model" in out["_log"]
+
+
+def _publisher_key(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def _publish(registered, tmp_path: Path, *, extra_signed: bool = False) -> tuple[Path, Path]:
+    """The registered model moved to a folder 'store', signed there by a publisher key (model-signing's
+    own signer). Returns the store and the publisher's public key."""
+    from model_signing import signing
+
+    store = tmp_path / "store"
+    shutil.copytree(registered.model, store)
+    shutil.rmtree(registered.model)
+    private, public = _publisher_key(tmp_path, "publisher")
+    signed = store
+    if extra_signed:  # the publisher signed one more file than the chain attests
+        signed = tmp_path / "signed"
+        shutil.copytree(store, signed)
+        (signed / "NOTICE").write_text("not attested by the chain\n")
+    signing.Config().use_elliptic_key_signer(private_key=private).sign(signed, tmp_path / "model.sig")
+    shutil.copy(tmp_path / "model.sig", store / "model.sig")
+    return store, public
+
+
+def test_serves_a_fetched_model_only_with_its_publishers_signature_when_a_publisher_is_named(registered, tmp_path):
+    store, public = _publish(registered, tmp_path)
+    features = _features(store)
+    row = [float(_sample_rows()[0][f["name"]]) for f in features]
+    client = f'''
+        assert wait_ready()
+        OUT["predict"] = call("POST", "/v1/models/chainproof-model:predict", {{"instances": [{row!r}]}})
+    '''
+    args = [str(registered.bundle), "--model-source", f"{store}/", "--publisher-key", str(public),
+            "--owner-key", str(registered.keys_dir / "owner.pub")]
+    out = _run_in_namespace(args, client, tmp_path)
+    assert out["predict"][0] == 200, out
+    assert "OK: serve: publisher signature by key sha256:" in out["_log"], out["_log"]
+    assert "covers the 2 fetched model files" in out["_log"], out["_log"]
+
+
+@pytest.mark.parametrize("attack", ["other-publisher", "no-signature", "signature-over-other-files",
+                                    "truncated-signature"])
+def test_a_fetched_model_without_the_named_publishers_signature_never_starts(registered, tmp_path, attack):
+    store, public = _publish(registered, tmp_path, extra_signed=attack == "signature-over-other-files")
+    if attack == "other-publisher":
+        _, public = _publisher_key(tmp_path, "eve")
+    elif attack == "no-signature":
+        (store / "model.sig").unlink()
+    elif attack == "truncated-signature":
+        sig = store / "model.sig"
+        sig.write_bytes(sig.read_bytes()[:100])
+    args = [str(registered.bundle), "--model-source", f"{store}/", "--publisher-key", str(public),
+            "--owner-key", str(registered.keys_dir / "owner.pub")]
+    line = _refused(args, tmp_path)["line"]
+    assert line.startswith("FAIL: model.sig (publisher signature): "), line
+    if attack == "no-signature":
+        assert "expected at " in line and "found none" in line, line
+    elif attack != "truncated-signature":
+        assert "does not verify as key signature by the expected publisher" in line, line
+
+
+@pytest.mark.parametrize("extra", [["--publisher-key", "pub.pem"], ["--signature", "x/model.sig"]])
+def test_a_publisher_without_a_fetched_model_is_a_usage_error(registered, tmp_path, extra):
+    args = [*_bundle_args(registered), *extra]
+    if extra[0] == "--publisher-key":
+        _publisher_key(tmp_path, "pub")
+        args[-1] = str(tmp_path / "pub.pub")
+    # In a network namespace of its own: were the refusal missing, nothing would listen outside it.
+    done = subprocess.run(["unshare", "-rn", CHAINPROOF, "serve", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("FAIL: --"), done.stderr
+    assert "with --model-source" in done.stderr or "goes with a publisher" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

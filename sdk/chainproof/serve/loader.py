@@ -281,6 +281,57 @@ def fetch_attested_model(
     return dest
 
 
+def verify_fetched_publisher(
+    model_dir: Path,
+    source_uri: str,
+    publisher: Any,
+    *,
+    signature_uri: str = "",
+    options: Any = None,
+) -> dict[str, Any]:
+    """Check a publisher's OpenSSF Model Signing signature over a model fetched by :func:`fetch_attested_model`.
+
+    The signature (``SOURCE/model.sig`` unless ``signature_uri`` names it) is fetched beside the
+    model folder, never into it, and must cover exactly the files the verified chain attests:
+    a signature over other files, by another publisher, or over other bytes is refused.
+
+    Args:
+        model_dir: the fetched model folder (only the chain-attested files).
+        source_uri: where the model was fetched from.
+        publisher: a :class:`chainproof.publisher.PublisherPolicy`.
+        signature_uri: where ``model.sig`` is (default: inside ``source_uri``).
+        options: :class:`chainproof.storage.FetchOptions`.
+
+    Returns:
+        What :func:`chainproof.publisher.verify_publisher_signature` records (kind, identity,
+        signature digest, signed files).
+
+    Raises:
+        SignatureError: the signature does not verify for this publisher and these files.
+        VerificationError: the signature cannot be fetched.
+    """
+    from chainproof.errors import SignatureError
+    from chainproof.publisher import SIGNATURE_FILE, verify_publisher_signature
+    from chainproof.storage import FetchOptions, fetch, redact_uri
+
+    sig_uri = signature_uri or f"{source_uri.rstrip('/')}/{SIGNATURE_FILE}"
+    sig_dir = model_dir.parent / "publisher-signature"
+    try:
+        got = fetch(sig_uri, dest_dir=sig_dir, expected_sha256=None, name=SIGNATURE_FILE, options=options or FetchOptions())
+    except InputError as exc:  # no signature where the publisher's must be: a refusal, not a usage error
+        raise SignatureError(f"{SIGNATURE_FILE} (publisher signature): expected at {redact_uri(sig_uri)}, "
+                             f"found none ({exc})") from exc
+    return verify_publisher_signature(model_dir, got.path, publisher)
+
+
+def _publisher_line(record: Mapping[str, Any]) -> str:
+    who = {"key": f"key sha256:{str(record.get('public_key_sha256', ''))[:16]}",
+           "certificate": f"certificate {record.get('certificate_subject')} (issuer {record.get('certificate_issuer')})",
+           "sigstore": f"{record.get('identity')} (issuer {record.get('issuer')}, Sigstore, offline)"}[str(record["kind"])]
+    return (f"serve: publisher signature by {who} covers the {len(record.get('signed_files') or [])} fetched model "
+            f"files (model.sig sha256:{str(record['signature_sha256'])[:16]})")
+
+
 def load_verified(
     reference: str,
     *,
@@ -290,6 +341,8 @@ def load_verified(
     model_source: str | None = None,
     model_sha256: str | None = None,
     fetch_options: Any = None,
+    publisher: Any = None,
+    signature_uri: str = "",
     workdir: str | Path | None = None,
     on_bundle: Callable[[Any], None] | None = None,
 ) -> ServedModel:
@@ -305,6 +358,9 @@ def load_verified(
         model_sha256: with ``model_source``, the model's pinned manifest digest (optional: the
             verified chain pins every file anyway).
         fetch_options: :class:`chainproof.storage.FetchOptions` for ``model_source``.
+        publisher: with ``model_source``, a :class:`chainproof.publisher.PublisherPolicy` whose
+            signature must also cover the fetched files (:func:`verify_fetched_publisher`).
+        signature_uri: with ``publisher``, where ``model.sig`` is (default: inside ``model_source``).
         workdir: where downloads and private copies go (default: the temporary folder).
         on_bundle: passed to :func:`chainproof.verify.verify_registered`.
 
@@ -321,9 +377,15 @@ def load_verified(
     from chainproof.policy import layout_extensions
     from chainproof.verify import load_layout, read_bundle_index, verify_bundle
 
+    if (publisher is not None or signature_uri) and model_source is None:
+        raise InputError("--publisher-*/--signature go with --model-source: the publisher's signature is checked "
+                         "over the files fetched from it")
+    if signature_uri and publisher is None:
+        raise InputError("--signature goes with a publisher (--publisher-key, --publisher-certificate, --publisher-identity)")
     work = Path(workdir) if workdir else None
     if work is not None:
         work.mkdir(parents=True, exist_ok=True)
+    publisher_checks: list[str] = []
     name: str | None
     if reference.startswith(("local://", "vertex://")):
         from chainproof.verify import verify_registered
@@ -358,6 +420,9 @@ def load_verified(
             model_dir = fetch_attested_model(bundle, model_source, trusted_owner_keys=trusted_owner_keys,
                                              dest=fetch_base / "model", expected_manifest_sha256=model_sha256,
                                              options=fetch_options)
+            if publisher is not None:
+                publisher_checks.append(_publisher_line(verify_fetched_publisher(
+                    Path(model_dir), model_source, publisher, signature_uri=signature_uri, options=fetch_options)))
         result = verify_bundle(bundle, trusted_owner_keys=trusted_owner_keys, model_dir=model_dir)
         if model_dir is not None:
             source = Path(model_dir)
@@ -376,7 +441,7 @@ def load_verified(
         name = name or "model"
     _, layout = load_layout((bundle / "root.layout").read_bytes())
     prefix = str(layout_extensions(layout).get("model_prefix") or "model")
-    checks = list(result.checks)
+    checks = list(result.checks) + publisher_checks
     profile, line = _profile(bundle, result)
     checks.append(line)
     private, estimator, features, task, model_checks = _load_model(source, result, prefix, work)
