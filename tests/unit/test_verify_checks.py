@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.simulated_chain import built_chain
 
 from chainproof.auditor import AuditorPolicy
 from chainproof.errors import (
@@ -29,15 +31,16 @@ from chainproof.errors import (
 from chainproof.identity import KIND_SERVICE_ACCOUNT_KEY
 from chainproof.policy import EXT_EXPECTED_PRINCIPALS
 from chainproof.signing import init_keys, load_public_key, load_signer
-from chainproof.testing.chain import SimulatedChain, simulate_chain
+from chainproof.testing.chain import SimulatedChain
 from chainproof.verify import VerifyOptions
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "verification.md"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> SimulatedChain:
-    return simulate_chain(tmp_path_factory.mktemp("simulated"))
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedChain]:
+    # Built here, or prebuilt once for a mutation run (tests/simulated_chain.py).
+    yield from built_chain(tmp_path_factory)
 
 
 @pytest.fixture

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Mutation testing (mutmut 3) of the checks that must fail a test when they are removed.
+#
+#   pip install mutmut                     # not in the test extra: CI does not run this
+#   scripts/mutation.sh verify             # the verifier, on tests/unit/test_verify_checks.py (+ mutants tests)
+#   scripts/mutation.sh scan               # the pickle scanner's opcode walker, on the fast scan tests
+#                                          # (configured, not yet run: see tests/README.md)
+#   scripts/mutation.sh verify results     # any mutmut command after the target: results, show NAME, browse
+#
+# Too slow for CI (verify: 25 minutes on two cores, ~1500 mutants): run it by hand after changing a check, and
+# update the "Mutation testing" section of tests/README.md (score and every surviving mutant).
+#
+# The package lives at sdk/chainproof but is imported as chainproof, and mutmut only puts
+# mutants/, mutants/src and mutants/source on sys.path. So each target gets a staging folder
+# .mutation/TARGET/ (git-ignored) with src -> ../../sdk, tests -> ../../tests, docs -> ../../docs
+# and a pyproject.toml made of the repository's own plus the target's [tool.mutmut] section
+# below; mutmut copies that into .mutation/TARGET/mutants/ and runs pytest there (serially,
+# -n 0, in forked children). The state survives between runs: a second run only retests what
+# changed. `rm -rf .mutation` starts over.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MUTMUT=${MUTMUT:-$ROOT/.venv/bin/mutmut}
+[ -x "$MUTMUT" ] || MUTMUT=$(command -v mutmut) || { echo "mutmut is not installed: pip install mutmut" >&2; exit 2; }
+
+TARGET=${1:?usage: scripts/mutation.sh verify|scan [mutmut command ...]}
+shift
+case "$TARGET" in
+  verify)
+    ONLY='["src/chainproof/verify/*"]'
+    TESTS='["tests/unit/test_verify_checks.py", "tests/unit/test_verify_mutants.py"]'
+    ;;
+  scan)
+    # The opcode walker and its stream; the file-type dispatch, archives and report formats
+    # are left out (their tests are slower and the walker is where a removed check hides).
+    ONLY='["src/chainproof/scan/pickles.py", "src/chainproof/scan/_stream.py"]'
+    TESTS='["tests/unit/test_scan_pickles.py", "tests/unit/test_scan_differentials.py"]'
+    ;;
+  *)
+    echo "unknown target $TARGET (verify, scan)" >&2
+    exit 2
+    ;;
+esac
+
+STAGE=$ROOT/.mutation/$TARGET
+mkdir -p "$STAGE"
+for link in src:sdk tests:tests docs:docs; do
+  ln -sfn "../../${link#*:}" "$STAGE/${link%%:*}"
+done
+{
+  cat "$ROOT/pyproject.toml"
+  cat <<EOF
+
+[tool.mutmut]
+source_paths = ["src/chainproof"]
+only_mutate = $ONLY
+also_copy = ["docs"]
+pytest_add_cli_args = ["-n", "0", "-p", "no:cacheprovider"]
+pytest_add_cli_args_test_selection = $TESTS
+use_git_change_detection = false
+EOF
+} > "$STAGE/pyproject.toml.new"
+# Keep the file (and mutmut's cached results) when the configuration did not change.
+if cmp -s "$STAGE/pyproject.toml.new" "$STAGE/pyproject.toml"; then
+  rm "$STAGE/pyproject.toml.new"
+else
+  mv "$STAGE/pyproject.toml.new" "$STAGE/pyproject.toml"
+fi
+
+if [ $# -eq 0 ]; then
+  set -- run
+fi
+if [ "$TARGET" = verify ] && [ "$1" = run ]; then
+  # The verifier's tests run on the chain simulator: build it once per mutmut worker with the
+  # unmutated code (tests/simulated_chain.py), not under each of ~1500 mutants.
+  rm -rf "$STAGE/chains"
+  "$(dirname "$MUTMUT")/python" -m tests.simulated_chain "$STAGE/chains" "$(( ${MUTMUT_CHILDREN:-$(nproc)} + 2 ))"
+  export CHAINPROOF_SIMULATED_CHAINS=$STAGE/chains
+fi
+cd "$STAGE"
+if [ "$1" = run ] && [ -n "${MUTMUT_CHILDREN:-}" ]; then
+  shift
+  set -- run --max-children "$MUTMUT_CHILDREN" "$@"
+fi
+exec "$MUTMUT" "$@"
