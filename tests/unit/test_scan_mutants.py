@@ -1,0 +1,244 @@
+"""Tests that kill surviving mutants of the pickle scanner (scripts/mutation.sh scan).
+
+Each stream is built by hand from opcodes (or pickle.dumps of a benign value) and only
+scanned: nothing here loads a pickle. See the "Mutation testing" section of tests/README.md.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+from chainproof.scan import Allowlist, ScanLimits, scan_bytes
+from chainproof.scan.pickles import PickleResult, scan_pickle
+
+ALLOW = Allowlist.default()
+P4 = b"\x80\x04"
+
+
+def _str(s: str) -> bytes:
+    raw = s.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+def _sg(dotted: str) -> bytes:
+    module, _, name = dotted.rpartition(".")
+    return _str(module) + _str(name) + b"\x93"
+
+
+def _found(data: bytes, **kw: object) -> list[tuple[str, str]]:
+    return [(f.what, f.reason) for f in scan_bytes(data, name="m.pkl", **kw).findings]
+
+
+def test_benign_values_of_every_protocol_are_safe() -> None:
+    value = {"a": [1, 2.5, None, True, b"x", ("t", 3)], "b": {1, 2}, "c": frozenset({3}), "d": 10**30, "e": -7}
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        data = pickle.dumps(value, protocol=proto)
+        assert _found(data) == [], proto
+
+
+def _walk(data: bytes, **kw: object) -> PickleResult:
+    kw.setdefault("allowlist", ALLOW)
+    return scan_pickle(io.BytesIO(data), label="m.pkl", **kw)  # type: ignore[arg-type]
+
+
+def _reasons(result: PickleResult) -> list[tuple[int | None, str, str]]:
+    return [(f.offset, f.what, f.reason) for f in result.findings]
+
+
+# -- the result of a walk -------------------------------------------------------
+
+
+def test_result_of_a_complete_walk() -> None:
+    r = _walk(P4 + b"K\x05.")
+    assert (r.findings, r.complete, r.protocol, r.value, r.end, r.opcodes, r.stop) == ([], True, 4, 5, 5, 3, None)
+    r = _walk(b"\x80\x02X\x01\x00\x00\x00aX\x01\x00\x00\x00b\x86q\x00.")
+    assert (r.protocol, r.value) == (2, None)  # a tuple is not a plain value
+    assert _walk(P4 + b"](X\x01\x00\x00\x00aX\x01\x00\x00\x00be.").value == ["a", "b"]
+    assert _walk(P4 + b"](X\x01\x00\x00\x00aK\x01e.").value is None  # not all strings
+    assert _walk(P4 + b"X\x02\x00\x00\x00hi.").value == "hi"
+    assert _walk(P4 + b"}.").value is None
+    assert _walk(P4 + b"\x88.").value is True
+    assert _walk(P4 + b"\x89.").value is False
+    assert _walk(b"K\x01.").protocol == 0
+
+
+def test_bytes_after_stop_are_refused_only_when_eof_is_expected() -> None:
+    assert _reasons(_walk(P4 + b"N.junk")) == [
+        (4, "STOP", "bytes after the end of the pickle (a second payload or another format)")
+    ]
+    r = _walk(P4 + b"N.junk", expect_eof=False)
+    assert (r.findings, r.complete, r.end) == ([], True, 4)
+
+
+def test_malformed_stream_stops_and_probe_keeps_it_out_of_the_findings() -> None:
+    r = _walk(P4 + b"N")
+    assert (r.stop, r.complete, r.end) == ("malformed", False, 3)
+    assert _reasons(r) == [(3, "EOF", "truncated: the pickle ends before STOP")]
+    assert r.stop_finding == r.findings[0]
+    p = _walk(P4 + b"N", probe=True)
+    assert (p.findings, p.stop, p.stop_finding) == ([], "malformed", r.stop_finding)
+
+
+def test_refused_stream_stops_with_its_finding_even_when_probed() -> None:
+    r = _walk(P4 + b"NN.", limits=ScanLimits(max_opcodes=2), probe=True)
+    assert r.stop == "refused"
+    assert _reasons(r) == [(3, "NONE", "more than 2 opcodes (the limit)")]
+
+
+def test_persistent_id_in_a_probe_stops_as_a_loader_would() -> None:
+    r = _walk(b"Pabc\n.", probe=True)
+    assert (r.stop, r.findings) == ("loader", [])
+    assert r.stop_finding is not None and r.stop_finding.what == "PERSID"
+    r = _walk(b"Pabc\n.")
+    assert _reasons(r) == [(0, "PERSID", "persistent id: the loader decides what it means (refused outside PyTorch archives)")]
+    assert _walk(b"Pabc\n.", persid_check=lambda pid: None).findings == []
+    seen = []
+    r = _walk(P4 + b"X\x03\x00\x00\x00pid" + b"Q.", persid_check=lambda pid: seen.append(pid) or "no")
+    assert seen == ["pid"] and _reasons(r) == [(10, "BINPERSID", "no")]
+
+
+# -- limits ----------------------------------------------------------------------
+
+
+def test_opcode_limit_is_inclusive() -> None:
+    data = P4 + b"K\x05."  # three opcodes
+    assert _walk(data, limits=ScanLimits(max_opcodes=3)).findings == []
+    assert _reasons(_walk(data, limits=ScanLimits(max_opcodes=2))) == [(4, "STOP", "more than 2 opcodes (the limit)")]
+
+
+def test_stack_limit_counts_stack_and_memo_and_is_inclusive() -> None:
+    data = P4 + b"K\x01K\x02K\x03\x87."  # three values on the stack before TUPLE3
+    assert _walk(data, limits=ScanLimits(max_stack=3)).findings == []
+    assert _reasons(_walk(data, limits=ScanLimits(max_stack=2))) == [
+        (8, "TUPLE3", "more than 2 values on the stack and memo (the limit)")
+    ]
+    memo = P4 + b"K\x01\x94K\x02\x94\x86."  # two values and two memo entries before TUPLE2
+    assert _walk(memo, limits=ScanLimits(max_stack=4)).findings == []
+    assert _reasons(_walk(memo, limits=ScanLimits(max_stack=3)))[0][1:] == (
+        "TUPLE2", "more than 3 values on the stack and memo (the limit)"
+    )
+
+
+def test_mark_depth_limit_is_inclusive() -> None:
+    data = P4 + b"((ll."
+    r = _walk(data, limits=ScanLimits(max_mark_depth=2))
+    assert (r.findings, r.complete) == ([], True)
+    assert _reasons(_walk(data, limits=ScanLimits(max_mark_depth=1))) == [(3, "MARK", "nested deeper than 1 (the limit)")]
+
+
+def test_protocol_bounds() -> None:
+    assert _walk(b"\x80\x05N.").protocol == 5
+    assert _walk(b"\x80\x00N.").findings == []
+    assert _reasons(_walk(b"\x80\x06N.")) == [(0, "PROTO", "unsupported pickle protocol 6")]
+
+
+# -- constants and containers ---------------------------------------------------------
+
+
+def test_large_ints_are_opaque_past_128_bits() -> None:
+    def long1(n: int, size: int = 16) -> bytes:
+        raw = n.to_bytes(size, "little", signed=True)
+        return P4 + b"\x8a" + bytes([len(raw)]) + raw + b"."
+
+    # LONG1 of 16 bytes is read, of 17 bytes opaque; a text LONG of more than 128 bits is opaque.
+    assert _walk(long1((1 << 127) - 1)).value == (1 << 127) - 1
+    assert _walk(long1(-(1 << 127))).value == -(1 << 127)
+    assert _walk(long1(1 << 127, 17)).value is None
+    assert _walk(long1(1, 17)).value is None  # the byte count decides, not the value
+    assert _walk(b"L" + str(1 << 128).encode() + b"L\n.").value is None
+    assert _walk(b"L" + str((1 << 128) - 1).encode() + b"L\n.").value == (1 << 128) - 1
+    assert _walk(b"L" + str(-(1 << 128) + 1).encode() + b"L\n.").value == -(1 << 128) + 1
+
+
+def test_protocol0_numbers_and_strings() -> None:
+    assert _walk(b"I42\n.").value == 42
+    assert _walk(b"I01\n.").value is True
+    assert _walk(b"I00\n.").value is False
+    assert _walk(b"I-7\n.").value == -7
+    assert _walk(b"I0x10\n.").value == 16
+    assert _walk(b"L12L\n.").value == 12
+    assert _walk(b"S'abc'\n.").value == "abc"
+    assert _walk(b"S'\\xe9'\n.").value is None  # not ASCII: bytes under Python 3
+    assert _walk(b"Vabc\n.").value == "abc"
+    assert _walk(P4 + b"U\x03abc.").value == "abc"
+    assert _walk(P4 + b"T\x03\x00\x00\x00abc.").value == "abc"
+    assert _walk(P4 + b"U\x01\xe9.").value is None
+    assert _walk(b"F1.5\n.").findings == []
+    assert _reasons(_walk(b"Ix\n.")) == [(0, "INT", "malformed argument b'x\\n'")]
+    assert _reasons(_walk(b"Fx\n.")) == [(0, "FLOAT", "malformed argument b'x\\n'")]
+    assert _reasons(_walk(b"Lx\n.")) == [(0, "LONG", "malformed argument b'x\\n'")]
+    assert _reasons(_walk(b"Sabc\n.")) == [(0, "STRING", "the STRING argument must be quoted")]
+    assert _reasons(_walk(b"S'abc\"\n.")) == [(0, "STRING", "the STRING argument must be quoted")]
+    assert _reasons(_walk(b"S'\n.")) == [(0, "STRING", "the STRING argument must be quoted")]
+    assert _reasons(_walk(b"I42")) == [(0, "INT", "truncated: no newline after the argument")]
+
+
+def test_out_of_band_buffers_are_refused() -> None:
+    assert _reasons(_walk(b"\x80\x05\x97.")) == [(2, "NEXT_BUFFER", "out-of-band buffer: the file is not self-contained")]
+    r = _walk(b"\x80\x05\x97\x98.")
+    assert [w for _, w, _ in _reasons(r)] == ["NEXT_BUFFER", "READONLY_BUFFER"]
+    # READONLY_BUFFER leaves the buffer on the stack; alone it has nothing to work on.
+    assert _reasons(_walk(b"\x80\x05N\x98.")) == [(3, "READONLY_BUFFER", "out-of-band buffer: the file is not self-contained")]
+
+
+def test_fixed_tuples_need_their_items() -> None:
+    assert _walk(P4 + b"K\x01\x85.").findings == []
+    assert _reasons(_walk(P4 + b"K\x01\x86.")) == [(4, "TUPLE2", "stack underflow (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"K\x01K\x02\x87.")) == [(6, "TUPLE3", "stack underflow (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"\x85.")) == [(2, "TUPLE1", "stack underflow (malformed pickle)")]
+
+
+def test_containers_and_the_values_they_make() -> None:
+    assert _walk(P4 + b"(X\x01\x00\x00\x00aX\x01\x00\x00\x00bl.").value == ["a", "b"]
+    assert _walk(P4 + b"]X\x01\x00\x00\x00aa.").value == ["a"]
+    assert _walk(P4 + b"(X\x01\x00\x00\x00at.").value is None
+    assert _reasons(_walk(P4 + b"t.")) == [(2, "TUPLE", "no MARK on the stack (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"l.")) == [(2, "LIST", "no MARK on the stack (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"d.")) == [(2, "DICT", "no MARK on the stack (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"N0.")) == [(4, "STOP", "STOP with an empty stack (malformed pickle)")]
+    # POP with an empty stack pops a MARK (as both unpicklers do).
+    assert _walk(P4 + b"N(0.").findings == []
+    assert _reasons(_walk(P4 + b"0N.")) == [(2, "POP", "no MARK on the stack (malformed pickle)")]
+    assert _walk(P4 + b"N(K\x01K\x021.").findings == []
+    assert _reasons(_walk(P4 + b"N1.")) == [(3, "POP_MARK", "no MARK on the stack (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"a.")) == [(2, "APPEND", "stack underflow (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"Na.")) == [(3, "APPEND", "stack underflow (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"2.")) == [(2, "DUP", "stack underflow (malformed pickle)")]
+    assert _walk(P4 + b"X\x01\x00\x00\x00a2\x86.").findings == []
+
+
+def test_memo() -> None:
+    assert _walk(b"Va\np0\ng0\n\x86.").findings == []
+    assert _reasons(_walk(b"Va\np-1\n.")) == [(3, "PUT", "negative memo index")]
+    assert _reasons(_walk(b"Va\np0\ng1\n.")) == [(6, "GET", "memo index 1 was never stored (malformed pickle)")]
+    assert _reasons(_walk(b"Va\npx\n.")) == [(3, "PUT", "malformed memo index b'x\\n'")]
+    # _pickle.c reads "1\0" as 1, pickle.py refuses it.
+    assert _reasons(_walk(b"Va\np1\x00\n.")) == [(3, "PUT", "the unpicklers disagree on the memo index b'1\\x00\\n'")]
+    assert _walk(P4 + b"N\x94N\x94h\x01\x86.").findings == []  # MEMOIZE stores at len(memo)
+    assert _reasons(_walk(P4 + b"N\x94h\x01.")) == [(4, "BINGET", "memo index 1 was never stored (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"\x94.")) == [(2, "MEMOIZE", "stack underflow (malformed pickle)")]
+    assert _reasons(_walk(P4 + b"q\x00.")) == [(2, "BINPUT", "stack underflow (malformed pickle)")]
+
+
+def test_bad_opcode_and_truncated_arguments() -> None:
+    assert _reasons(_walk(P4 + b"\xff.")) == [(2, "b'\\xff'", "not a pickle opcode")]
+    assert _reasons(_walk(P4 + b"J\x01\x00")) == [(2, "BININT", "truncated: the argument needs 4 bytes")]
+    assert _reasons(_walk(P4 + b"X\x05\x00\x00\x00ab")) == [(2, "BINUNICODE", "truncated: the argument needs 5 bytes")]
+    assert _reasons(_walk(P4 + b"X\x05\x00")) == [(2, "BINUNICODE", "truncated: the argument needs 4 bytes")]
+    assert _reasons(_walk(P4 + b"G\x00\x00")) == [(2, "BINFLOAT", "truncated: the argument needs 8 bytes")]
+    assert _reasons(_walk(P4 + b"T\xff\xff\xff\xff.")) == [(2, "BINSTRING", "negative byte count")]
+    assert _reasons(_walk(P4 + b"\x8b\xff\xff\xff\xff.")) == [(2, "LONG4", "negative byte count")]
+    assert _reasons(_walk(P4 + b"X\x01\x00\x00\x00\xff.")) == [(2, "BINUNICODE", "malformed argument (invalid start byte)")]
+    assert _reasons(_walk(P4 + b"B\x08\x00\x00\x00abcdefgh.", limits=ScanLimits(max_decompressed_bytes=7))) == [
+        (2, "BINBYTES", "argument of 8 bytes exceeds the limit")
+    ]
+
+
+def test_arguments_past_a_mebibyte_are_skipped_not_kept() -> None:
+    big = (1 << 20) + 1
+    assert _walk(P4 + b"X" + big.to_bytes(4, "little") + b"a" * big + b".").value is None
+    assert _walk(P4 + b"X" + (1 << 20).to_bytes(4, "little") + b"a" * (1 << 20) + b".").value == "a" * (1 << 20)
+    assert _reasons(_walk(P4 + b"X" + big.to_bytes(4, "little") + b"a" * 10)) == [
+        (2, "BINUNICODE", f"truncated: the argument needs {big} bytes")
+    ]
