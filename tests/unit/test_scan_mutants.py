@@ -242,3 +242,204 @@ def test_arguments_past_a_mebibyte_are_skipped_not_kept() -> None:
     assert _reasons(_walk(P4 + b"X" + big.to_bytes(4, "little") + b"a" * 10)) == [
         (2, "BINUNICODE", f"truncated: the argument needs {big} bytes")
     ]
+
+
+# -- imports and calls ------------------------------------------------------------------
+
+ROLES = Allowlist.from_json(
+    b'{"schema": "https://chainproof.dev/scan/allowlist/v2", "version": 9, "globals": {'
+    b'"builtins": {"object": ["call"], "list": ["call", "build"]},'
+    b'"copyreg": {"_reconstructor": ["call"]}, "_codecs": {"encode": ["call"]},'
+    b'"mypkg": {"Named": [], "Callable": ["call"], "Built": ["build"], "Both": ["call", "build"],'
+    b' "Callable.attr": ["call"]}}}',
+    source="roles",
+)
+
+
+def _roles(data: bytes) -> list[tuple[int | None, str, str]]:
+    return _reasons(_walk(data, allowlist=ROLES))
+
+
+def test_globals_are_recorded_with_their_module() -> None:
+    r = _walk(P4 + _sg("mypkg.Named") + _sg("a,b.c") + b".", allowlist=ROLES)
+    assert r.globals == {"mypkg.Named", "a,b.c"}
+    assert r.modules == {"mypkg.Named": "mypkg", "a,b.c": "a,b"}
+    assert r.unimportable == 1
+    assert _reasons(r) == [(25, "a,b.c", "STACK_GLOBAL: global not in the allowlist (module 'a,b', name 'c')")]
+
+
+def test_python2_names_are_checked_as_the_unpickler_maps_them() -> None:
+    # protocol < 3: fix_imports maps __builtin__ to builtins, and (exceptions, X) pairs by name.
+    r = _walk(b"c__builtin__\neval\n.")
+    assert r.globals == {"builtins.eval"}
+    assert _reasons(r) == [(0, "builtins.eval", "GLOBAL: global not in the allowlist (module 'builtins', name 'eval')")]
+    assert _walk(b"\x80\x02c__builtin__\nlist\n.", allowlist=ROLES).findings == []
+    assert _walk(b"\x80\x02cUserList\nUserList\n.").globals == {"collections.UserList"}
+    # protocol 3 and later: written names are imported as they are.
+    assert _walk(b"\x80\x03c__builtin__\nlist\n.").globals == {"__builtin__.list"}
+
+
+def test_global_names_must_be_utf8_and_end_in_newlines() -> None:
+    assert _reasons(_walk(b"cos\nsys\xfftem\n.")) == [(0, "GLOBAL", "global name is not UTF-8")]
+    assert _reasons(_walk(b"cos\xff\nsystem\n.")) == [(0, "GLOBAL", "global name is not UTF-8")]
+    r = _walk(b"cos\nsystem")
+    # the truncated name is still checked (pickle.py imports it), then the walk stops.
+    assert _reasons(r) == [
+        (0, "os.syste", "GLOBAL: global not in the allowlist (module 'os', name 'syste')"),
+        (0, "GLOBAL", "truncated: no newline after the global's name"),
+    ]
+    assert _walk(b"cmypkg\nNamed\n.", allowlist=ROLES).findings == []
+
+
+def test_stack_global_needs_two_strings() -> None:
+    assert _roles(P4 + b"K\x01" + _str("x") + b"\x93.") == [(7, "STACK_GLOBAL", "module and name must be strings (malformed pickle)")]
+    assert _roles(P4 + _str("mypkg") + b"N\x93.") == [(10, "STACK_GLOBAL", "module and name must be strings (malformed pickle)")]
+    assert _roles(P4 + _str("x") + b"\x93.") == [(5, "STACK_GLOBAL", "stack underflow (malformed pickle)")]
+    # a value that may be a str at load time (the result of a call) cannot be resolved
+    r = _walk(P4 + _str("mypkg") + _sg("mypkg.Callable") + b")R\x93.", allowlist=ROLES)
+    assert _reasons(r)[-1] == (
+        29, "STACK_GLOBAL", "module and name are not string constants: the global cannot be resolved statically"
+    )
+    assert r.globals == {"mypkg.Callable"}
+
+
+def test_calls_of_values_that_are_not_globals() -> None:
+    assert _roles(P4 + b"N)R.") == [(4, "REDUCE", "calls a value that is not a global (NoneType): cannot be checked statically")]
+    assert _roles(P4 + b"\x8f)R.") == [(4, "REDUCE", "calls a value that is not a global (set): cannot be checked statically")]
+    assert _roles(P4 + b"(o.") == [(3, "OBJ", "OBJ without a class (malformed pickle)")]
+    assert _roles(P4 + b"(" + _sg("mypkg.Callable") + b"K\x01o.") == []
+    assert _roles(P4 + _sg("mypkg.Callable") + b"K\x01\x85\x81.") == []
+    assert _roles(P4 + _sg("mypkg.Callable") + b")}\x92.") == []
+
+
+def test_arguments_that_are_not_a_tuple() -> None:
+    reason = "arguments are not a tuple (the scan cannot check them)"
+    assert _roles(P4 + _sg("mypkg.Callable") + b"NR.") == [(21, "REDUCE", reason)]
+    assert _roles(P4 + _sg("mypkg.Callable") + b"N\x81.") == [(21, "NEWOBJ", reason)]
+    assert _roles(P4 + _sg("mypkg.Callable") + b"N}\x92.") == [(22, "NEWOBJ_EX", reason)]
+    # OBJ and INST always build a tuple
+    assert _roles(P4 + b"(" + _sg("mypkg.Callable") + b"o.") == []
+
+
+def test_globals_handed_to_a_call() -> None:
+    passed = "is passed to mypkg.Callable, and may not be called"
+    assert _roles(P4 + _sg("mypkg.Callable") + _sg("mypkg.Named") + b"\x85R.") == [
+        (36, "mypkg.Named", f"REDUCE: mypkg.Named {passed}")
+    ]
+    # as a keyword argument of NEWOBJ_EX
+    kw = P4 + _sg("mypkg.Callable") + b")}" + _str("k") + _sg("mypkg.Named") + b"s\x92."
+    assert _roles(kw) == [(41, "mypkg.Named", f"NEWOBJ_EX: mypkg.Named {passed}")]
+    # a callable global, or a global not in the list (already refused when named), is not reported again
+    assert _roles(P4 + _sg("mypkg.Callable") + _sg("mypkg.Both") + b"\x85R.") == []
+    assert _roles(P4 + _sg("mypkg.Callable") + _sg("os.system") + b"\x85R.")[-1][2].startswith("STACK_GLOBAL: global not in")
+    # getattr, which may be named anywhere, may not be handed over
+    found = _walk(P4 + _sg("collections.OrderedDict") + _sg("builtins.getattr") + b"\x85R.")
+    assert [(f.what, f.reason) for f in found.findings] == [
+        ("builtins.getattr", "REDUCE: builtins.getattr is passed to collections.OrderedDict, and may not be called")
+    ]
+
+
+def test_getattr_of_a_global_and_a_name_is_checked_as_that_global() -> None:
+    call = P4 + _sg("builtins.getattr") + _sg("mypkg.Callable") + _str("attr") + b"\x86R"
+    r = _walk(call + b")R.", allowlist=ROLES)
+    assert r.findings == [] and "mypkg.Callable.attr" in r.globals
+    r = _walk(P4 + _sg("builtins.getattr") + _sg("mypkg.Callable") + _str("other") + b"\x86R.", allowlist=ROLES)
+    assert [(w, x) for _, w, x in _reasons(r)] == [
+        ("mypkg.Callable.other", "getattr: global not in the allowlist (module 'mypkg', name 'Callable.other')")
+    ]
+    bad = "getattr of anything but a global and a constant name"
+    for args in (_sg("mypkg.Callable") + _str("a.b") + b"\x86", _sg("mypkg.Callable") + b"K\x01\x86",
+                 b"N" + _str("attr") + b"\x86", _sg("mypkg.Callable") + _str("a") + _str("b") + b"\x87"):
+        found = _roles(P4 + _sg("builtins.getattr") + args + b"R.")
+        assert [(w, x) for _, w, x in found] == [("builtins.getattr", f"REDUCE: {bad}")], args
+    found = _roles(P4 + _sg("builtins.getattr") + _sg("mypkg.Callable") + _str("attr") + b"\x86\x81.")
+    assert [(w, x) for _, w, x in found] == [("builtins.getattr", f"NEWOBJ: {bad}")]
+    # the result of a refused getattr is not a global: calling it is refused too
+    found = _roles(P4 + _sg("builtins.getattr") + args + b"R)R.")
+    assert found[-1][1:] == ("REDUCE", "calls a value that is not a global (_Obj): cannot be checked statically")
+
+
+def test_codecs_encode_only_as_pickle_writes_bytes() -> None:
+    enc = P4 + _sg("_codecs.encode")
+    assert _roles(enc + _str("abc") + _str("latin1") + b"\x86R.") == []
+    only = "only _codecs.encode(str, 'latin1') (as pickle writes bytes) is accepted"
+    for args in (_str("abc") + _str("rot13") + b"\x86", _str("abc") + b"\x85", b"K\x01" + _str("latin1") + b"\x86",
+                 _str("abc") + _str("latin1") + _str("x") + b"\x87"):
+        assert [(w, x) for _, w, x in _roles(enc + args + b"R.")] == [("_codecs.encode", only)], args
+
+
+def test_reconstructors() -> None:
+    rec = P4 + _sg("copyreg._reconstructor")
+    obj = _sg("builtins.object")
+    assert _roles(rec + _sg("mypkg.Both") + obj + b"N\x87R}b.") == []
+    assert _roles(rec + _sg("mypkg.Built") + obj + b"N\x87R}b.") == []
+    assert [(w, x) for _, w, x in _roles(rec + b"N" + obj + b"N\x87R.")] == [
+        ("copyreg._reconstructor", "REDUCE: reconstructs a class that is not a global")
+    ]
+    assert [(w, x) for _, w, x in _roles(rec + b")R.")] == [
+        ("copyreg._reconstructor", "REDUCE: reconstructs a class that is not a global")
+    ]
+    # its class is checked for "build", its base (the second argument) as a value handed over
+    assert [(w, x) for _, w, x in _roles(rec + _sg("mypkg.Callable") + obj + b"N\x87R.")] == [
+        ("mypkg.Callable", "REDUCE: mypkg.Callable may be named but not reconstructed")
+    ]
+    assert [(w, x) for _, w, x in _roles(rec + _sg("mypkg.Both") + _sg("mypkg.Named") + b"N\x87R.")] == [
+        ("mypkg.Named", "REDUCE: mypkg.Named is passed to copyreg._reconstructor, and may not be called")
+    ]
+    # the third argument (the state) is not handed to a call
+    assert _roles(rec + _sg("mypkg.Both") + obj + _sg("mypkg.Named") + b"\x87R.") == []
+    # the instance's class is the reconstructed one: BUILD and methods check it
+    assert [(w, x) for _, w, x in _roles(rec + _sg("mypkg.Built") + obj + b"N\x87RNa.")] == [
+        ("mypkg.Built", "APPEND: calls a method of mypkg.Built, which may not be called")
+    ]
+    assert [(w, x) for _, w, x in _roles(rec + b"N" + obj + b"N\x87R}b.")][-1] == (
+        "BUILD", "reconstructs an object whose class cannot be told statically"
+    )
+
+
+def test_build_targets() -> None:
+    assert _roles(P4 + _sg("mypkg.Both") + b")R}b.") == []
+    assert [(w, x) for _, w, x in _roles(P4 + _sg("mypkg.Callable") + b")R}b.")] == [
+        ("mypkg.Callable", "BUILD: mypkg.Callable may be named but not reconstructed")
+    ]
+    assert [(w, x) for _, w, x in _roles(P4 + _sg("mypkg.Both") + b"}b.")] == [
+        ("BUILD", "sets attributes of the global mypkg.Both itself")
+    ]
+    assert [(w, x) for _, w, x in _roles(b"\x80\x02\x82\x01}b.")][-1] == (
+        "BUILD", "reconstructs a value the scan does not track (extension)"
+    )
+    assert [(w, x) for _, w, x in _roles(b"\x80\x05\x97}b.")][-1] == (
+        "BUILD", "reconstructs a value the scan does not track (buffer)"
+    )
+    persistent = _walk(P4 + b"Pa\n}b.", persid_check=lambda p: None, allowlist=ROLES)
+    assert [(f.what, f.reason) for f in persistent.findings] == [
+        ("BUILD", "reconstructs a value the scan does not track (persistent)")
+    ]
+    # plain containers and other opaque values may be built (the unpickler updates a dict)
+    assert _roles(P4 + b"}}b.") == []
+    assert _roles(P4 + b"\x8f}b.") == []
+
+
+def test_method_calls_on_values() -> None:
+    method = "calls a method of a value the scan cannot check"
+    assert _roles(P4 + _sg("mypkg.Both") + b"Na.") == [(17, "APPEND", f"{method} (mypkg.Both)")]
+    assert _roles(P4 + b"\x8f(N\x90.") == []
+    assert _roles(P4 + b"(\x91(N\x90.") == [(6, "ADDITEMS", f"{method} (frozenset)")]
+    assert _roles(P4 + _sg("mypkg.Callable") + b")R(Ne.") == []
+    assert _roles(P4 + _sg("mypkg.Built") + b")R(Ne.")[-1] == (
+        21, "mypkg.Built", "APPENDS: calls a method of mypkg.Built, which may not be called"
+    )
+    assert _roles(P4 + _sg("mypkg.Built") + b")RNNs.")[-1] == (
+        21, "mypkg.Built", "SETITEM: calls a method of mypkg.Built, which may not be called"
+    )
+    assert _roles(P4 + _sg("mypkg.Built") + b")R(NNu.")[-1] == (
+        22, "mypkg.Built", "SETITEMS: calls a method of mypkg.Built, which may not be called"
+    )
+    assert _roles(P4 + b"N)R(NNu.")[-1] == (8, "SETITEMS", "calls a method of an object whose class cannot be told statically")
+    assert _walk(P4 + b"}(X\x01\x00\x00\x00aK\x01u.").findings == []
+    assert _walk(P4 + b"}X\x01\x00\x00\x00aK\x01s.").findings == []
+
+
+def test_extension_codes() -> None:
+    assert _reasons(_walk(b"\x80\x02\x82\x05.")) == [(2, "EXT1", "extension registry code 5: imports whatever copyreg maps it to")]
+    assert _reasons(_walk(b"\x80\x02\x83\x05\x01.")) == [(2, "EXT2", "extension registry code 261: imports whatever copyreg maps it to")]
