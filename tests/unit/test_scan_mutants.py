@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import Path
 
 from chainproof.scan import Allowlist, ScanLimits, scan_bytes
+from chainproof.scan._stream import ScanAbort, _Stream
 from chainproof.scan.pickles import PickleResult, scan_pickle
 
 ALLOW = Allowlist.default()
@@ -443,3 +445,186 @@ def test_method_calls_on_values() -> None:
 def test_extension_codes() -> None:
     assert _reasons(_walk(b"\x80\x02\x82\x05.")) == [(2, "EXT1", "extension registry code 5: imports whatever copyreg maps it to")]
     assert _reasons(_walk(b"\x80\x02\x83\x05\x01.")) == [(2, "EXT2", "extension registry code 261: imports whatever copyreg maps it to")]
+
+
+# -- joblib arrays ------------------------------------------------------------------------
+
+I4 = _sg("numpy.dtype") + _str("i4") + b"\x89\x88\x87R"
+OBJECTS = _sg("numpy.dtype") + _str("O8") + b"\x89\x88\x87R"
+WRAP = "NumpyArrayWrapper"
+
+
+def _wrapper(shape: bytes = b"K\x03\x85", order: bytes = b"\x8c\x01C", dtype: bytes = I4, align: bool = True,
+             state: bytes | None = None) -> bytes:
+    """A joblib NumpyArrayWrapper up to its BUILD (the array bytes follow)."""
+    if state is None:
+        state = b"}(" + _str("shape") + shape + _str("order") + order + _str("dtype") + dtype
+        if align:
+            state += _str("numpy_array_alignment_bytes") + b"K\x10"
+        state += b"u"
+    return P4 + _sg("joblib.numpy_pickle.NumpyArrayWrapper") + b")\x81" + state + b"b"
+
+
+def _joblib(data: bytes, **kw: object) -> PickleResult:
+    kw.setdefault("allowlist", ALLOW)
+    return scan_pickle(io.BytesIO(data), label="m.joblib", **kw)  # type: ignore[arg-type]
+
+
+def _whats(r: PickleResult) -> list[tuple[str, str]]:
+    return [(f.what, f.reason) for f in r.findings]
+
+
+def test_joblib_array_bytes_are_skipped() -> None:
+    r = _joblib(_wrapper() + b"\x03\xff\xff\xff" + bytes(12) + b".")
+    assert (r.findings, r.inline_arrays, r.complete) == ([], 1, True)
+    r = _joblib(_wrapper(align=False) + bytes(12) + b".")
+    assert (r.findings, r.inline_arrays) == ([], 1)
+    r = _joblib(_wrapper(shape=b")", align=False) + bytes(4) + b".")  # a 0-d array holds one item
+    assert (r.findings, r.inline_arrays) == ([], 1)
+    r = _joblib(_wrapper(shape=b"K\x02K\x03\x86", order=b"\x8c\x01F", align=False) + bytes(24) + b".")
+    assert (r.findings, r.inline_arrays) == ([], 1)
+    r = _joblib(_wrapper(shape=b"K\x00\x85", align=False) + b".")
+    assert (r.findings, r.inline_arrays) == ([], 1)
+    # without joblib the same bytes are opcodes
+    r = _joblib(_wrapper(align=False) + bytes(12) + b".", joblib=False)
+    assert (r.inline_arrays, r.stop) == (0, "malformed")
+
+
+def test_joblib_array_state_is_checked() -> None:
+    assert _whats(_joblib(_wrapper(state=b"N") + b".")) == [(WRAP, "state is not a dict: the array size cannot be computed")]
+    assert _whats(_joblib(_wrapper(shape=b"K\x03") + b".")) == [(WRAP, "shape is not a tuple of sizes (3)")]
+    assert _whats(_joblib(_wrapper(shape=b"J\xff\xff\xff\xff\x85") + b".")) == [(WRAP, "shape is not a tuple of sizes (a tuple of 1)")]
+    assert _whats(_joblib(_wrapper(shape=b"\x88\x85") + b".")) == [(WRAP, "shape is not a tuple of sizes (a tuple of 1)")]
+    assert _whats(_joblib(_wrapper(shape=b"X\x01\x00\x00\x003\x85") + b".")) == [(WRAP, "shape is not a tuple of sizes (a tuple of 1)")]
+    assert _whats(_joblib(_wrapper(order=b"\x8c\x01K") + b".")) == [(WRAP, "order is not 'C' or 'F' ('K')")]
+    assert _whats(_joblib(_wrapper(order=b"N") + b".")) == [(WRAP, "order is not 'C' or 'F' (None)")]
+    assert _whats(_joblib(_wrapper(dtype=b"N") + b".")) == [(WRAP, "dtype cannot be resolved statically")]
+    assert _whats(_joblib(_wrapper(dtype=_str("i4")) + b".")) == [(WRAP, "dtype cannot be resolved statically")]
+
+
+def test_joblib_array_truncations_and_limits() -> None:
+    assert _whats(_joblib(_wrapper())) == [(WRAP, "truncated: no alignment byte after the wrapper")]
+    assert _whats(_joblib(_wrapper() + b"\x03\xff")) == [(WRAP, "truncated inside the alignment padding")]
+    r = _joblib(_wrapper(align=False) + bytes(11))
+    assert _whats(r) == [(WRAP, "truncated: the array needs 12 bytes")] and r.inline_arrays == 0
+    assert r.findings[0].offset == len(_wrapper(align=False))
+    big = _wrapper(shape=b"J\x00\x00\x00\x01\x85", align=False) + b"."  # 1 << 24 items of 4 bytes
+    assert _whats(_joblib(big, limits=ScanLimits(max_decompressed_bytes=(1 << 26) - 1))) == [
+        (WRAP, f"array of {1 << 26} bytes exceeds the limit")
+    ]
+
+
+def test_joblib_object_arrays_are_read_as_inline_pickles() -> None:
+    inner = P4 + b"N."
+    r = _joblib(_wrapper(dtype=OBJECTS, align=False) + inner + b".")
+    assert (r.findings, r.inline_pickles, r.inline_arrays) == ([], 1, 0)
+    r = _joblib(_wrapper(dtype=OBJECTS, align=False) + b"cos\nsystem\n.")
+    assert ("os.system", "GLOBAL: global not in the allowlist (module 'os', name 'system')") in _whats(r)
+    assert "os.system" in r.globals and r.modules["os.system"] == "os"
+    two = _wrapper(dtype=OBJECTS, align=False) + inner + _wrapper(dtype=OBJECTS, align=False)[2:] + inner + b"\x86."
+    assert _joblib(two).inline_pickles == 2
+    assert _whats(_joblib(two, limits=ScanLimits(max_inline_pickles=1)))[-1] == (WRAP, "more than 1 inline pickles")
+    assert _joblib(two, limits=ScanLimits(max_inline_pickles=2)).findings == []
+    # the inner walk counts toward the opcode limit of the stream
+    outer = _joblib(_wrapper(dtype=OBJECTS, align=False) + inner + b".")
+    assert outer.opcodes > len(_wrapper(dtype=OBJECTS, align=False)) // 8 + 3
+    n = outer.opcodes
+    assert _joblib(_wrapper(dtype=OBJECTS, align=False) + inner + b".", limits=ScanLimits(max_opcodes=n)).findings == []
+    assert _whats(_joblib(_wrapper(dtype=OBJECTS, align=False) + inner + b".", limits=ScanLimits(max_opcodes=n - 1)))
+
+
+def test_joblib_array_bytes_are_also_read_as_pickle_load_reads_them() -> None:
+    note = "as pickle.load reads joblib's array data: "
+    payload = b"cos\nsystem\n."  # 12 bytes: the array's data
+    r = _joblib(_wrapper(align=False) + payload + b".")
+    assert ("os.system", f"{note}GLOBAL: global not in the allowlist (module 'os', name 'system')") in _whats(r)
+    assert "os.system" in r.globals and r.modules["os.system"] == "os"
+    assert r.inline_arrays == 1
+    # only once per stream
+    r = _joblib(_wrapper(align=False) + bytes(12) + _wrapper(align=False)[2:] + payload + b"\x86.")
+    assert r.findings == [] and r.inline_arrays == 2
+
+
+def test_joblib_array_inside_a_frame_is_refused() -> None:
+    body = _wrapper(align=False)[2:]
+    framed = P4 + b"\x95" + (len(body) + 12).to_bytes(8, "little") + body + bytes(12) + b"."
+    assert _whats(_joblib(framed)) == [("BUILD", "joblib array data inside a pickle frame (joblib never writes this)")]
+    # a frame that ends where the array starts is what joblib writes
+    framed = P4 + b"\x95" + len(body).to_bytes(8, "little") + body + bytes(12) + b"."
+    assert _joblib(framed).findings == []
+
+
+# -- the stream ---------------------------------------------------------------------------
+
+
+def _stream(data: bytes, **kw: object) -> _Stream:
+    kw.setdefault("max_bytes", 1 << 30)
+    return _Stream(io.BytesIO(data), label="s", **kw)  # type: ignore[arg-type]
+
+
+def _limit(fn: object) -> tuple[int | None, str, str]:
+    try:
+        fn()  # type: ignore[operator]
+    except ScanAbort as exc:
+        return (exc.finding.offset, exc.finding.what, exc.finding.reason)
+    raise AssertionError("no abort")
+
+
+def test_stream_reads_with_a_position() -> None:
+    s = _stream(b"abc\ndef")
+    assert (s.peek(2), s.pos) == (b"ab", 0)
+    assert (s.read(1), s.pos) == (b"a", 1)
+    assert (s.readline(), s.pos) == (b"bc\n", 4)
+    assert not s.at_eof()
+    assert (s.read(), s.pos) == (b"def", 7)
+    assert s.at_eof() and s.read(3) == b"" and s.readline() == b""
+    s = _stream(b"x" * 200_000)
+    assert s.skip(150_000) == 150_000 and s.pos == 150_000
+    assert s.skip(100_000) == 50_000 and s.pos == 200_000
+    s = _stream(b"a" * 70_000 + b"\nb")
+    assert len(s.readline()) == 70_001 and s.readline() == b"b"
+
+
+def test_stream_limit_is_inclusive() -> None:
+    assert _stream(b"abcd", max_bytes=4).read(4) == b"abcd"
+    assert _limit(lambda: _stream(b"abcde", max_bytes=4).read(5)) == (4, "size", "more than 4 bytes (the limit)")
+    assert _limit(lambda: _stream(b"abcde", max_bytes=4, what="decompressed size").read()) == (
+        4, "decompressed size", "more than 4 bytes (the limit)"
+    )
+    s = _stream(b"abcd", max_bytes=4)
+    assert s.read() == b"abcd" and s.at_eof()
+    s = _stream(b"abcde", max_bytes=4)
+    assert s.read(2) == b"ab" and s.peek(2) == b"cd"
+    assert _limit(lambda: s.peek(3))[2] == "more than 4 bytes (the limit)"
+    assert _limit(lambda: _stream(b"abcdef", max_bytes=4).skip(5))[2] == "more than 4 bytes (the limit)"
+
+
+def test_stream_line_limit() -> None:
+    line = b"x" * 100
+    assert _stream(line + b"\n", max_line=100).readline() == line + b"\n"
+    assert _stream(line, max_line=100).readline() == line
+    # The limit is checked each time a 64 KiB chunk is read without a newline in it, so a
+    # line may pass it by less than a chunk; well past it, it is refused.
+    assert _limit(lambda: _stream(b"y" * 200_000 + b"\n", max_line=65_536).readline()) == (
+        0, "line", "text argument longer than 65536 bytes (the limit)"
+    )
+    r = scan_pickle(io.BytesIO(b"I" + b"1" * 200_000 + b"\n."), label="m.pkl", allowlist=ALLOW, limits=ScanLimits(max_line_bytes=65_536))
+    assert [(f.what, f.reason) for f in r.findings] == [("line", "text argument longer than 65536 bytes (the limit)")]
+
+
+def test_stream_seeks_over_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * ((1 << 20) + 10) + b"tail")
+    with path.open("rb") as raw:
+        s = _Stream(raw, label="f", max_bytes=1 << 30)
+        assert s._regular_file()
+        assert s.read(3) == b"aaa"
+        assert s.skip((1 << 20) + 7) == (1 << 20) + 7 and s.pos == (1 << 20) + 10
+        assert s.read() == b"tail"
+    with path.open("rb") as raw:
+        s = _Stream(raw, label="f", max_bytes=1 << 30)
+        assert s.skip(2 << 20) == (1 << 20) + 14 and s.pos == (1 << 20) + 14 and s.at_eof()
+    with path.open("rb") as raw:
+        s = _Stream(raw, label="f", max_bytes=1 << 20)
+        assert _limit(lambda: s.skip((1 << 20) + 1)) == (1 << 20, "size", f"more than {1 << 20} bytes (the limit)")
+    assert not _stream(b"x")._regular_file()
