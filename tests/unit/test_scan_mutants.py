@@ -7,12 +7,25 @@ scanned: nothing here loads a pickle. See the "Mutation testing" section of test
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from pathlib import Path
 
 from chainproof.scan import Allowlist, ScanLimits, scan_bytes
 from chainproof.scan._stream import ScanAbort, _Stream
-from chainproof.scan.pickles import PickleResult, scan_pickle
+from chainproof.scan.pickles import (
+    PickleResult,
+    _agree,
+    _c_cstr,
+    _c_strtol,
+    _Global,
+    _Opaque,
+    _parse_float_line,
+    _parse_int_line,
+    _parse_long_line,
+    _static_attr,
+    scan_pickle,
+)
 
 ALLOW = Allowlist.default()
 P4 = b"\x80\x04"
@@ -628,3 +641,102 @@ def test_stream_seeks_over_a_regular_file(tmp_path: Path) -> None:
         s = _Stream(raw, label="f", max_bytes=1 << 20)
         assert _limit(lambda: s.skip((1 << 20) + 1)) == (1 << 20, "size", f"more than {1 << 20} bytes (the limit)")
     assert not _stream(b"x")._regular_file()
+
+
+# -- number parsing as the two unpicklers read it --------------------------------------
+
+
+def test_c_strtol() -> None:
+    assert _c_strtol(b"42") == (42, 2, False)
+    assert _c_strtol(b" \t\n\v\f\r-42x") == (-42, 9, False)
+    assert _c_strtol(b"+7") == (7, 2, False)
+    assert _c_strtol(b"0x1F") == (31, 4, False)
+    assert _c_strtol(b"0X1f") == (31, 4, False)
+    assert _c_strtol(b"-0x10") == (-16, 5, False)
+    assert _c_strtol(b"0x") == (0, 1, False)
+    assert _c_strtol(b"0xg") == (0, 1, False)
+    assert _c_strtol(b"017") == (15, 3, False)
+    assert _c_strtol(b"08") == (0, 1, False)
+    assert _c_strtol(b"0") == (0, 1, False)
+    assert _c_strtol(b"9a") == (9, 1, False)
+    for nothing in (b"", b"   ", b"-", b"+", b"x", b"-x"):
+        assert _c_strtol(nothing) == (0, 0, False), nothing
+    assert _c_strtol(str((1 << 63) - 1).encode()) == ((1 << 63) - 1, 19, False)
+    assert _c_strtol(str(1 << 63).encode()) == (1 << 63, 19, True)
+    assert _c_strtol(str(-(1 << 63)).encode()) == (-(1 << 63), 20, False)
+    assert _c_strtol(str(-(1 << 63) - 1).encode()) == (-(1 << 63) - 1, 20, True)
+
+
+def _opaque(v: object) -> bool:
+    return isinstance(v, _Opaque) and v.what == "number (loaders disagree)"
+
+
+def test_int_lines() -> None:
+    assert _parse_int_line(b"42\n") == (True, 42)
+    assert _parse_int_line(b"01\n") == (True, True) and _parse_int_line(b"01\n")[1] is True
+    assert _parse_int_line(b"00\n")[1] is False
+    assert _parse_int_line(b"1\n") == (True, 1) and _parse_int_line(b"1\n")[1] is not True
+    assert _parse_int_line(b"0x10\n") == (True, 16)
+    assert _parse_int_line(b"1_000\n") == (True, 1000)
+    assert _parse_int_line(str(1 << 70).encode() + b"\n") == (True, 1 << 70)
+    assert _parse_int_line(b"x\n") == (False, None)
+    assert _parse_int_line(b"\n") == (False, None)
+    ok, v = _parse_int_line(b"010\n")  # C reads octal 8; int(..., 0) refuses a leading zero
+    assert ok and _opaque(v)
+    ok, v = _parse_int_line(b"1\x002\n")  # C stops at the NUL
+    assert ok and _opaque(v)
+    ok, v = _parse_int_line(b" 1\n")  # three bytes holding 0 or 1: C's bool, pickle.py's int
+    assert ok and _opaque(v)
+
+
+def test_long_and_float_lines() -> None:
+    assert _parse_long_line(b"12L\n") == (True, 12)
+    assert _parse_long_line(b"12\n") == (True, 12)
+    assert _parse_long_line(b"0x1fL\n") == (True, 31)
+    assert _parse_long_line(b"L\n") == (False, None)
+    assert _parse_long_line(b"xL\n") == (False, None)
+    ok, v = _parse_long_line(b"1\x002L\n")
+    assert ok and _opaque(v)
+    assert _parse_float_line(b"1.5\n") == (True, 1.5)
+    assert _parse_float_line(b"-2e3\n") == (True, -2000.0)
+    assert _parse_float_line(b"inf\n") == (True, math.inf)
+    assert _parse_float_line(b"-Infinity\n") == (True, -math.inf)
+    ok, v = _parse_float_line(b"nan\n")
+    assert ok and math.isnan(v)
+    ok, v = _parse_float_line(b"1e999\n")  # C's strtod overflows to inf without saying "inf": refused there
+    assert ok and _opaque(v)
+    assert _parse_float_line(b"1.5x\n") == (False, None)
+    assert _parse_float_line(b"\n") == (False, None)
+    ok, v = _parse_float_line(b"1_0.5\n")  # float() accepts the underscore, C stops at it
+    assert ok and _opaque(v)
+    ok, v = _parse_float_line(b"1.5\x00\n")
+    assert ok and _opaque(v)
+
+
+def test_agree() -> None:
+    assert _agree(None, None) == (False, None)
+    assert _agree(2, 2) == (True, 2)
+    for c, p in ((None, 1), (1, None), (1, 1.0), (True, 1), (1, 2)):
+        ok, v = _agree(c, p)
+        assert ok and _opaque(v), (c, p)
+    assert _c_cstr(b"ab\0cd") == b"ab" and _c_cstr(b"abc") == b"abc" and _c_cstr(b"\0") == b""
+
+
+def test_static_attr() -> None:
+    g = _Global("mypkg", "Callable")
+    assert _static_attr((g, "name")) and _static_attr((g, "_x9"))
+    for args in ((g, "1a"), (g, "a.b"), (g, "a b"), (g, ""), (g,), ("mypkg", "a"), (g, "a", "b"), [g, "a"], (g, 1)):
+        assert not _static_attr(args), args
+
+
+def test_fork_reads_at_most_a_window_of_array_data_as_opcodes() -> None:
+    n = 393216  # 1.5 MiB of int32
+    data = b"\x8d" + (1 << 21).to_bytes(8, "little")  # BINUNICODE8 of 2 MiB: read past the window
+    stream = _wrapper(shape=b"J" + n.to_bytes(4, "little") + b"\x85", align=False) + data + bytes(4 * n - len(data)) + b"."
+    r = _joblib(stream)
+    assert _whats(r) == [(WRAP, "pickle.load reads more than 1048576 bytes of joblib's array data as opcodes")]
+    assert r.findings[0].offset == len(_wrapper(shape=b"J" + n.to_bytes(4, "little") + b"\x85", align=False))
+    assert r.inline_arrays == 1
+    # a refusal inside the forked walk is kept, with its note
+    r = _joblib(_wrapper(align=False) + b"((((" + bytes(8) + b".", limits=ScanLimits(max_mark_depth=3))
+    assert _whats(r) == [("MARK", "as pickle.load reads joblib's array data: nested deeper than 3 (the limit)")]
