@@ -23,6 +23,7 @@ from chainproof.scan.pickles import (
     _parse_float_line,
     _parse_int_line,
     _parse_long_line,
+    _set_items,
     _static_attr,
     scan_pickle,
 )
@@ -740,3 +741,60 @@ def test_fork_reads_at_most_a_window_of_array_data_as_opcodes() -> None:
     # a refusal inside the forked walk is kept, with its note
     r = _joblib(_wrapper(align=False) + b"((((" + bytes(8) + b".", limits=ScanLimits(max_mark_depth=3))
     assert _whats(r) == [("MARK", "as pickle.load reads joblib's array data: nested deeper than 3 (the limit)")]
+
+
+def test_set_items_keeps_plain_keys_in_pairs() -> None:
+    d: dict[object, object] = {}
+    _set_items(d, ["a", 1, 2, "b", 1.5, "c", None, "d", ("t",), "e", b"k", "f", "odd"])
+    assert d == {"a": 1, 2: "b", 1.5: "c", None: "d"}
+    # DICT and SETITEMS keep the last value of a key, as dict does
+    r = _joblib(_wrapper(state=b"}(" + _str("shape") + b"N" + _str("shape") + b"K\x03\x85" + _str("order") + _str("C")
+                         + _str("dtype") + I4 + b"u") + bytes(12) + b".")
+    assert (r.findings, r.inline_arrays) == ([], 1)
+
+
+def test_stack_global_operands_that_can_never_be_strings() -> None:
+    malformed = "module and name must be strings (malformed pickle)"
+    unresolved = "module and name are not string constants: the global cannot be resolved statically"
+    name = _str("x")
+    for module in (b"K\x01", b"G" + bytes(8), b"C\x01a", b"]", b"}", b")", _sg("mypkg.Callable"), b"N",
+                   b"\x8f", b"(\x91", b"\x8a\x01\x01",
+                   _sg("mypkg.Callable") + b")\x81"):  # NEWOBJ makes exactly that class
+        assert _roles(P4 + module + name + b"\x93.")[-1][2] == malformed, module
+    for module in (_sg("mypkg.Callable") + b")R",  # a call may return a str
+                   _sg("builtins.str") + b")\x81",  # NEWOBJ of str is a str
+                   b"\x82\x01", b"Pa\n"):
+        found = _walk(P4 + module + name + b"\x93.", allowlist=ROLES, persid_check=lambda p: None).findings
+        assert found and found[-1].reason == unresolved, module
+
+
+def test_dtype_of_a_joblib_array_is_rebuilt_with_numpy() -> None:
+    state = b"(K\x03" + _str("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"
+    assert _joblib(_wrapper(dtype=I4 + state + b"b", align=False) + bytes(12) + b".").findings == []
+    one = _sg("numpy.dtype") + _str("?") + b"\x89\x88\x87R"  # bool: one byte
+    r = _joblib(_wrapper(dtype=one, align=False) + bytes(3) + b".")
+    assert (r.findings, r.inline_arrays) == ([], 1)
+    unresolved = [(WRAP, "dtype cannot be resolved statically")]
+    for dtype in (
+        _sg("numpy.dtype") + b"(" + _str("i4") + b"\x89\x88\x88tR",  # four arguments
+        _sg("numpy.dtype") + _str("i4") + b"K\x00\x86R",  # an argument that is not a bool
+        _sg("numpy.dtype") + _str("<i4") + b"\x85R",  # not a plain type string
+        _sg("numpy.dtype") + _str("i12345678901") + b"\x85R",
+        _sg("numpy.dtype") + b")R",  # no arguments
+        _sg("numpy.dtype") + b"K\x04\x85R",
+        _sg("numpy.dtype") + b"NR",  # arguments not a tuple
+        _sg("builtins.list") + _str("i4") + b"\x85R",  # not made by numpy.dtype
+        I4 + b"(K\x03\x8f" + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",  # opaque in its state
+        I4 + b"(K\x03tb",  # a state numpy refuses
+    ):
+        assert _whats(_joblib(_wrapper(dtype=dtype, align=False) + bytes(12) + b".")) [-1:] == unresolved, dtype
+    # a one-argument dtype is enough
+    r = _joblib(_wrapper(dtype=_sg("numpy.dtype") + _str("i4") + b"\x85R", align=False) + bytes(12) + b".")
+    assert (r.findings, r.inline_arrays) == ([], 1)
+    # a nested dtype in the state (a structured dtype's fields) is rebuilt too
+    f8 = _sg("numpy.dtype") + _str("f8") + b"\x89\x88\x87R"
+    fields = b"(" + _str("x") + b"(" + f8 + b"K\x00t" + b"d"
+    struct_state = b"(K\x03" + _str("|") + b"N(" + _str("x") + b"t" + fields + b"K\x08K\x01K\x10tb"
+    v8 = _sg("numpy.dtype") + _str("V8") + b"\x89\x88\x87R" + struct_state
+    r = _joblib(_wrapper(shape=b"K\x02\x85", dtype=v8, align=False) + bytes(16) + b".")
+    assert (r.findings, r.inline_arrays) == ([], 1)
