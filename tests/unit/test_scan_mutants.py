@@ -413,27 +413,36 @@ def test_reconstructors() -> None:
     )
 
 
+def _build(data: bytes, **kw: object) -> list[tuple[str, str]]:
+    """Findings of a stream that ends in BUILD, STOP: each at the BUILD's offset."""
+    kw.setdefault("allowlist", ROLES)
+    r = _walk(data, **kw)
+    return [(w, x) for o, w, x in _reasons(r) if o == len(data) - 2]
+
+
 def test_build_targets() -> None:
-    assert _roles(P4 + _sg("mypkg.Both") + b")R}b.") == []
-    assert [(w, x) for _, w, x in _roles(P4 + _sg("mypkg.Callable") + b")R}b.")] == [
+    assert _build(P4 + _sg("mypkg.Both") + b")R}b.") == []
+    assert _build(P4 + _sg("mypkg.Callable") + b")R}b.") == [
         ("mypkg.Callable", "BUILD: mypkg.Callable may be named but not reconstructed")
     ]
-    assert [(w, x) for _, w, x in _roles(P4 + _sg("mypkg.Both") + b"}b.")] == [
-        ("BUILD", "sets attributes of the global mypkg.Both itself")
-    ]
-    assert [(w, x) for _, w, x in _roles(b"\x80\x02\x82\x01}b.")][-1] == (
-        "BUILD", "reconstructs a value the scan does not track (extension)"
-    )
-    assert [(w, x) for _, w, x in _roles(b"\x80\x05\x97}b.")][-1] == (
-        "BUILD", "reconstructs a value the scan does not track (buffer)"
-    )
-    persistent = _walk(P4 + b"Pa\n}b.", persid_check=lambda p: None, allowlist=ROLES)
-    assert [(f.what, f.reason) for f in persistent.findings] == [
+    # a global not in the list is refused where it is named, not again at BUILD
+    assert _build(P4 + _sg("other.Thing") + b")R}b.") == []
+    assert _build(P4 + _sg("mypkg.Both") + b"}b.") == [("BUILD", "sets attributes of the global mypkg.Both itself")]
+    assert _build(P4 + b"N)R}b.")[-1] == ("BUILD", "reconstructs an object whose class cannot be told statically")
+    assert _build(b"\x80\x02\x82\x01}b.") == [("BUILD", "reconstructs a value the scan does not track (extension)")]
+    assert _build(b"\x80\x05\x97}b.") == [("BUILD", "reconstructs a value the scan does not track (buffer)")]
+    assert _build(P4 + b"Pa\n}b.", persid_check=lambda p: None) == [
         ("BUILD", "reconstructs a value the scan does not track (persistent)")
     ]
+    assert _build(P4 + _str("m") + _sg("mypkg.Callable") + b")R\x93}b.")[-1] == (
+        "BUILD", "reconstructs a value the scan does not track (unresolved global)"
+    )
+    arr = _wrapper(align=False) + bytes(12) + b"}b."
+    assert _build(arr, allowlist=ALLOW) == [("BUILD", "reconstructs a value the scan does not track (ndarray)")]
     # plain containers and other opaque values may be built (the unpickler updates a dict)
-    assert _roles(P4 + b"}}b.") == []
-    assert _roles(P4 + b"\x8f}b.") == []
+    assert _build(P4 + b"}}b.") == []
+    assert _build(P4 + b"\x8f}b.") == []
+    assert _build(P4 + b"K\x01}b.") == []
 
 
 def test_method_calls_on_values() -> None:
@@ -798,3 +807,23 @@ def test_dtype_of_a_joblib_array_is_rebuilt_with_numpy() -> None:
     v8 = _sg("numpy.dtype") + _str("V8") + b"\x89\x88\x87R" + struct_state
     r = _joblib(_wrapper(shape=b"K\x02\x85", dtype=v8, align=False) + bytes(16) + b".")
     assert (r.findings, r.inline_arrays) == ([], 1)
+
+
+def test_joblib_refusals_are_at_the_wrappers_build_or_where_the_bytes_run_out() -> None:
+    for w in (_wrapper(state=b"N"), _wrapper(shape=b"K\x03"), _wrapper(order=b"N"), _wrapper(dtype=b"N")):
+        r = _joblib(w + b".")
+        assert [(f.offset, f.what) for f in r.findings] == [(len(w) - 1, WRAP)]
+        assert r.stop == "refused"
+    w = _wrapper(shape=b"J\x00\x00\x00\x01\x85", align=False)
+    r = _joblib(w + b".", limits=ScanLimits(max_decompressed_bytes=(1 << 26) - 1))
+    assert [(f.offset, f.what) for f in r.findings] == [(len(w) - 1, WRAP)] and r.stop == "refused"
+    w = _wrapper()
+    r = _joblib(w)
+    assert [(f.offset, f.what) for f in r.findings] == [(len(w), WRAP)] and r.stop == "malformed"
+    r = _joblib(w + b"\x03\xff")
+    assert [(f.offset, f.what) for f in r.findings] == [(len(w) + 2, WRAP)] and r.stop == "malformed"
+    r = _joblib(w + b"\x03\xff\xff\xff" + bytes(5))
+    assert [(f.offset, f.reason) for f in r.findings] == [(len(w) + 4, "truncated: the array needs 12 bytes")]
+    two = _wrapper(dtype=OBJECTS, align=False) + P4 + b"N." + _wrapper(dtype=OBJECTS, align=False)[2:]
+    r = _joblib(two + P4 + b"N.\x86.", limits=ScanLimits(max_inline_pickles=1))
+    assert [(f.offset, f.what) for f in r.findings] == [(len(two) - 1, WRAP)] and r.stop == "refused"
