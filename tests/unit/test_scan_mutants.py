@@ -827,3 +827,63 @@ def test_joblib_refusals_are_at_the_wrappers_build_or_where_the_bytes_run_out() 
     two = _wrapper(dtype=OBJECTS, align=False) + P4 + b"N." + _wrapper(dtype=OBJECTS, align=False)[2:]
     r = _joblib(two + P4 + b"N.\x86.", limits=ScanLimits(max_inline_pickles=1))
     assert [(f.offset, f.what) for f in r.findings] == [(len(two) - 1, WRAP)] and r.stop == "refused"
+
+
+def test_number_parsing_edges() -> None:
+    # a character that is neither a sign nor a digit stops strtol at once
+    assert _c_strtol(b"X5") == (0, 0, False)
+    assert _c_strtol(b"1X") == (1, 1, False)
+    assert _c_strtol(b"07X") == (7, 2, False)
+    assert _c_strtol(b"0x1X") == (1, 3, False)
+    assert _c_strtol(b"0xX") == (0, 1, False)
+    assert _c_strtol(b"0xA") == (10, 3, False)
+    assert _c_strtol(b"0xa") == (10, 3, False)
+    assert _c_strtol(b"0xga5") == (0, 1, False)  # only the digit after "0x" decides the base
+    ok, v = _parse_int_line(b"010\x00\n")  # C reads 8 up to the NUL; pickle.py refuses the line
+    assert ok and _opaque(v)
+    assert _parse_long_line(b"\n") == (False, None)
+    assert _parse_long_line(b"5\n") == (True, 5)
+    assert _parse_float_line(b"5\n") == (True, 5.0)
+    g = _Global("mypkg", "Callable")
+    assert _static_attr((g, "Attr")) and _static_attr((g, "ATTR_2"))
+
+
+def test_inline_pickle_findings_name_the_file() -> None:
+    r = _joblib(_wrapper(dtype=OBJECTS, align=False) + b"cos\nsystem\n.")
+    assert {f.file for f in r.findings} == {"m.joblib"}
+
+
+def test_forked_walk_works_on_a_copy_and_keeps_the_streams_settings() -> None:
+    note = "as pickle.load reads joblib's array data: "
+    # the fork appends None to the list below the wrapper: the main walk's list stays empty
+    data = P4 + b"]" + _wrapper(align=False)[2:] + b"0Na." + bytes(8) + b"0."
+    r = _joblib(data)
+    assert (r.findings, r.value, r.inline_arrays) == ([], [], 1)
+    # its findings name the file, its globals add to the stream's
+    r = _joblib(_wrapper(align=False) + b"cos\nsystem\n.")
+    assert {f.file for f in r.findings} == {"m.joblib"}
+    assert {"os.system", "joblib.numpy_pickle.NumpyArrayWrapper", "numpy.dtype"} <= r.globals
+    # the stream's line limit applies to it
+    n = 17501
+    line = b"I" + b"1" * (4 * n - 1)
+    r = _joblib(_wrapper(shape=b"J" + n.to_bytes(4, "little") + b"\x85", align=False) + line + b".",
+                limits=ScanLimits(max_line_bytes=1000))
+    assert _whats(r) == [("line", "text argument longer than 1000 bytes (the limit)")]  # the stream's own finding
+    assert r.findings[0].file == "m.joblib"
+    # a probe stops at a persistent id there too, without a finding
+    r = _joblib(_wrapper(align=False) + b"Pa\n." + bytes(8) + b".", probe=True)
+    assert (r.findings, r.inline_arrays) == ([], 1)
+    assert _whats(_joblib(_wrapper(align=False) + b"Pa\n." + bytes(8) + b".")) == [
+        ("PERSID", f"{note}persistent id: the loader decides what it means (refused outside PyTorch archives)")
+    ]
+
+
+def test_values_too_deep_to_copy_for_the_fork_are_refused() -> None:
+    depth = 3000
+    w = _wrapper(align=False)
+    data = P4 + b"]" * depth + b"a" * (depth - 1) + w[2:] + bytes(12) + b"0."
+    r = _joblib(data)
+    assert [(f.offset, f.what, f.reason) for f in r.findings] == [
+        (len(data) - 14, WRAP, "values nested too deeply to read joblib's array data as pickle.load does")
+    ]
+    assert r.inline_arrays == 1
