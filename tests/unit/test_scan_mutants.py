@@ -887,3 +887,37 @@ def test_values_too_deep_to_copy_for_the_fork_are_refused() -> None:
         (len(data) - 14, WRAP, "values nested too deeply to read joblib's array data as pickle.load does")
     ]
     assert r.inline_arrays == 1
+
+
+def test_stream_skips_and_seeks_at_their_edges(tmp_path: Path) -> None:
+    # more than one read's worth (16 MiB) through a stream that is not a file
+    big = (16 << 20) + (1 << 20)
+    s = _stream(bytes(big + 10))
+    assert s.skip(big) == big and s.pos == big
+    s = _stream(bytes(3 << 20))
+    assert s.skip(2 << 20) == 2 << 20 and s.pos == 2 << 20  # a BytesIO is never seeked
+    # a file read whole into the buffer, then skipped past its end
+    path = tmp_path / "chunk.bin"
+    path.write_bytes(bytes(65536))
+    with path.open("rb") as raw:
+        s = _Stream(raw, label="f", max_bytes=1 << 30)
+        s.read(3)
+        assert s.skip(2 << 20) == 65533 and s.pos == 65536
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes((1 << 20) + 10))
+    with path.open("rb") as raw:
+        s = _Stream(raw, label="f", max_bytes=(1 << 20) + 10)
+        assert s.skip((1 << 20) + 10) == (1 << 20) + 10  # up to the limit exactly
+    with path.open("rb") as raw:
+        s = _Stream(raw, label="f", max_bytes=1 << 30)
+        s.read(3)
+        assert s.skip(2 << 20) == (1 << 20) + 7 and s.pos == (1 << 20) + 10 and s.at_eof()
+
+
+def test_stream_limit_names_the_stream() -> None:
+    try:
+        _Stream(io.BytesIO(b"abcde"), label="the-file", max_bytes=4).read(5)
+    except ScanAbort as exc:
+        assert (exc.finding.file, exc.finding.offset) == ("the-file", 4)
+    else:
+        raise AssertionError("no abort")
