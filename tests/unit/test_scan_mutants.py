@@ -921,3 +921,20 @@ def test_stream_limit_names_the_stream() -> None:
         assert (exc.finding.file, exc.finding.offset) == ("the-file", 4)
     else:
         raise AssertionError("no abort")
+
+
+def test_stream_readline_across_chunks() -> None:
+    assert _stream(b"\nabc").readline() == b"\n"
+    s = _stream(b"ab\n" + b"c" * 70_000 + b"\n" + b"d")
+    assert s.readline() == b"ab\n"
+    assert s.readline() == b"c" * 70_000 + b"\n"
+    assert (s.readline(), s.pos) == (b"d", 70_005)
+    # the line limit counts the bytes of the line, not those already read
+    s = _stream(b"x" + b"a" * 70_000 + b"\n", max_line=65_536)
+    assert s.read(1) == b"x" and len(s.readline()) == 70_001
+    try:
+        _Stream(io.BytesIO(b"y" * 200_000), label="the-file", max_bytes=1 << 30, max_line=1000).readline()
+    except ScanAbort as exc:
+        assert (exc.finding.file, exc.finding.what) == ("the-file", "line")
+    else:
+        raise AssertionError("no abort")
