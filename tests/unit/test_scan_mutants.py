@@ -938,3 +938,25 @@ def test_stream_readline_across_chunks() -> None:
         assert (exc.finding.file, exc.finding.what) == ("the-file", "line")
     else:
         raise AssertionError("no abort")
+
+
+def test_call_findings_at_the_calling_opcode() -> None:
+    data = P4 + _sg("mypkg.Named") + b")R."
+    assert _roles(data) == [(len(data) - 2, "mypkg.Named", "REDUCE: mypkg.Named may be named but not called")]
+    rec = P4 + _sg("copyreg._reconstructor")
+    data = rec + b"N" + _sg("builtins.object") + b"N\x87R."
+    assert _roles(data) == [(len(data) - 2, "copyreg._reconstructor", "REDUCE: reconstructs a class that is not a global")]
+    data = rec + _sg("mypkg.Callable") + _sg("builtins.object") + b"N\x87R."
+    assert _roles(data) == [(len(data) - 2, "mypkg.Callable", "REDUCE: mypkg.Callable may be named but not reconstructed")]
+    data = P4 + _sg("builtins.getattr") + _sg("mypkg.Callable") + _str("other") + b"\x86R."
+    assert [o for o, _, _ in _roles(data)] == [len(data) - 2]
+    # NEWOBJ_EX, like NEWOBJ, makes exactly its class: never a str unless the class is str
+    assert _roles(P4 + _sg("mypkg.Callable") + b")}\x92" + _str("x") + b"\x93.")[-1][2] == (
+        "module and name must be strings (malformed pickle)"
+    )
+
+
+def test_string_quotes() -> None:
+    assert _walk(b"S''\n.").value == ""
+    assert _walk(b'S"a"\n.').value == "a"
+    assert _reasons(_walk(b"SXabcX\n.")) == [(0, "STRING", "the STRING argument must be quoted")]
