@@ -960,3 +960,11 @@ def test_string_quotes() -> None:
     assert _walk(b"S''\n.").value == ""
     assert _walk(b'S"a"\n.').value == "a"
     assert _reasons(_walk(b"SXabcX\n.")) == [(0, "STRING", "the STRING argument must be quoted")]
+
+
+def test_numpy_reconstruct_does_not_call_its_other_arguments() -> None:
+    rec = P4 + _sg("numpy.core.multiarray._reconstruct") + _sg("numpy.ndarray")
+    assert _found(rec + _sg("numpy.memmap") + b"C\x01b\x87R.") == []
+    # copyreg._reconstructor's second argument (the base) is checked as a value handed over
+    data = P4 + _sg("copyreg._reconstructor") + _sg("collections.OrderedDict") + _sg("numpy.memmap") + b"N\x87R."
+    assert ("numpy.memmap", "REDUCE: numpy.memmap is passed to copyreg._reconstructor, and may not be called") in _found(data)
