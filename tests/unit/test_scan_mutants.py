@@ -968,3 +968,12 @@ def test_numpy_reconstruct_does_not_call_its_other_arguments() -> None:
     # copyreg._reconstructor's second argument (the base) is checked as a value handed over
     data = P4 + _sg("copyreg._reconstructor") + _sg("collections.OrderedDict") + _sg("numpy.memmap") + b"N\x87R."
     assert ("numpy.memmap", "REDUCE: numpy.memmap is passed to copyreg._reconstructor, and may not be called") in _found(data)
+
+
+def test_every_length_prefixed_opcode_in_a_benign_stream() -> None:
+    assert _walk(P4 + b"\x8b\x02\x00\x00\x00\x05\x01.").value == 261  # LONG4
+    assert _walk(P4 + b"\x8d\x02" + bytes(7) + b"hi.").value == "hi"  # BINUNICODE8
+    for op in (b"B\x02\x00\x00\x00", b"C\x02", b"\x8e\x02" + bytes(7), b"\x96\x02" + bytes(7)):  # BINBYTES..BYTEARRAY8
+        r = _walk(b"\x80\x05" + op + b"hi.")
+        assert (r.findings, r.complete) == ([], True), op
+    assert _walk(P4 + b"T\x02\x00\x00\x00hi.").value == "hi"  # BINSTRING
