@@ -4,7 +4,6 @@
 #   pip install mutmut                     # not in the test extra: CI does not run this
 #   scripts/mutation.sh verify             # the verifier, on tests/unit/test_verify_checks.py (+ mutants tests)
 #   scripts/mutation.sh scan               # the pickle scanner's opcode walker, on the fast scan tests
-#                                          # (configured, not yet run: see tests/README.md)
 #   scripts/mutation.sh verify results     # any mutmut command after the target: results, show NAME, browse
 #
 # Too slow for CI (verify: 25 minutes on two cores, ~1500 mutants): run it by hand after changing a check, and
@@ -34,7 +33,16 @@ case "$TARGET" in
     # The opcode walker and its stream; the file-type dispatch, archives and report formats
     # are left out (their tests are slower and the walker is where a removed check hides).
     ONLY='["src/chainproof/scan/pickles.py", "src/chainproof/scan/_stream.py"]'
-    TESTS='["tests/unit/test_scan_pickles.py", "tests/unit/test_scan_differentials.py"]'
+    # Fast tests only. The three tests on test_scan_pickles.py's benign_folder fixture (and
+    # test_scan_malformed.py's benign corpus) train sklearn models, 5-9 s per pytest run, that
+    # is per surviving mutant: they are left out, and test_scan_mutants.py's benign streams of
+    # every protocol stand in for them. The oracle's fuzzer runs 30 examples instead of 300.
+    TESTS='["tests/unit/test_scan_pickles.py", "tests/unit/test_scan_differentials.py",
+           "tests/unit/test_scan_oracle.py", "tests/unit/test_scan_mutants.py",
+           "--deselect", "tests/unit/test_scan_pickles.py::test_accepts_every_benign_model_and_data_file",
+           "--deselect", "tests/unit/test_scan_pickles.py::test_joblib_arrays_are_skipped_not_parsed",
+           "--deselect", "tests/unit/test_scan_pickles.py::test_benign_model_is_refused_without_its_classes_in_the_allowlist"]'
+    export CHAINPROOF_SCAN_FUZZ_EXAMPLES=${CHAINPROOF_SCAN_FUZZ_EXAMPLES:-30}
     ;;
   *)
     echo "unknown target $TARGET (verify, scan)" >&2
