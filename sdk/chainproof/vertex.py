@@ -579,6 +579,7 @@ def submit_pipeline(
 
     from chainproof.pipelines import VERTEX_BUILDER_ID
     from chainproof.registry import digest_labels
+    from chainproof.registry.vertex import init_vertex_sdk
 
     sa = check_service_account(service_account, project=project)
     if not pipeline_root.startswith("gs://"):
@@ -600,7 +601,7 @@ def submit_pipeline(
         **digest_labels(template_sha256, TEMPLATE_DIGEST_LABELS),
         "chainproof-version": re.sub(r"[^a-z0-9_-]", "-", __version__.lower()),
     }
-    aiplatform.init(project=project, location=region, credentials=credentials, api_endpoint=api_endpoint)
+    init_vertex_sdk(project=project, location=region, credentials=credentials, api_endpoint=api_endpoint)
     job = aiplatform.PipelineJob(
         display_name=display_name or f"chainproof-{uuid.uuid4().hex[:8]}",
         template_path=str(template),

@@ -8,6 +8,7 @@ which paths it can write. No traffic is attempted: the interfaces tell.
 # No `from __future__ import annotations`: kfp reads the component's annotations as types.
 import json
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -67,14 +68,16 @@ def test_a_container_that_exits_at_once_reports_its_real_exit_code_and_is_remove
     from chainproof.containers import _run_container
 
     client = docker.DockerClient(base_url=engine)
+    # Other workers share podman's storage and run containers of their own meanwhile: only this
+    # test's containers, found by a label of their own, are counted.
+    label = f"chainproof-test={uuid.uuid4().hex}"
     try:
-        before = {c.id for c in client.containers.list(all=True)}
         for _ in range(3):  # the race needs no luck: each run exits within milliseconds of its start
             got = _run_container(client, pinned, ["python3", "-c", f"import os; os._exit({code})"], {},
-                                 network_mode="none", read_only=True,
+                                 network_mode="none", read_only=True, labels=dict([label.split("=")]),
                                  ulimits=[Ulimit(name="nofile", soft=1024, hard=4096),
                                           Ulimit(name="nproc", soft=1024, hard=4096)])
             assert got == code
-        assert {c.id for c in client.containers.list(all=True)} == before
+        assert client.containers.list(all=True, filters={"label": label}) == []
     finally:
         client.close()

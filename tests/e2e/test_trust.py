@@ -223,6 +223,13 @@ def test_cli_conventions(registered, tmp_path, monkeypatch, capsys):
     # Missing Google credentials: the service, the operation, what to check; exit 3.
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-adc.json"))
     monkeypatch.delenv("CHAINPROOF_VERTEX_ENDPOINT", raising=False)
+    # The Vertex SDK's configuration is process-wide and its init() ignores None: an earlier
+    # caller's credentials and endpoint (here a dead loopback port) must not be inherited.
+    import google.cloud.aiplatform as aiplatform
+    from google.auth.credentials import AnonymousCredentials
+
+    aiplatform.init(project="proj-a", location="europe-west4", credentials=AnonymousCredentials(),
+                    api_endpoint="127.0.0.1:9")
     code = main(["verify", "vertex://projects/proj-a/locations/europe-west4/models/m@1", "--owner-key", _owner_pub(registered)])
     err = capsys.readouterr().err
     assert code == 3, err

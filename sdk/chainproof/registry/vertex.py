@@ -14,7 +14,7 @@ from chainproof.errors import ArtifactRefused, InputError, RegistryError
 from chainproof.registry._protocol import PendingVersion, RegisteredModel, VerifiedChain
 
 __all__ = ["MODEL_DIGEST_LABELS", "PREBUILT_SKLEARN_SERVING", "VERSION_LABEL", "VertexModelRegistry",
-           "digest_from_labels", "digest_labels", "parse_vertex_reference"]
+           "digest_from_labels", "digest_labels", "init_vertex_sdk", "parse_vertex_reference"]
 
 # --------------------------------------------------------------------------- Vertex AI
 
@@ -75,6 +75,25 @@ def parse_vertex_reference(reference: str) -> tuple[str, str, str, str]:
     if not m:
         raise InputError(f"{reference}: expected vertex://projects/P/locations/L/models/ID@VERSION")
     return m.group(1), m.group(2), m.group(3), m.group(4)
+
+
+def init_vertex_sdk(*, project: str, location: str, credentials: Any = None, api_endpoint: str | None = None) -> None:
+    """``aiplatform.init`` with every value given, so that nothing of an earlier call is inherited.
+
+    The Vertex SDK keeps its configuration process-wide and its ``init`` ignores a ``None``:
+    a call without credentials or endpoint would go on using an earlier caller's (another
+    registry's loopback endpoint, or credentials that no longer apply). Here ``None`` means
+    Application Default Credentials, resolved now (a missing one raises
+    ``DefaultCredentialsError``), and the region's public endpoint.
+    """
+    import google.auth
+    import google.cloud.aiplatform as aiplatform
+
+    if credentials is None:
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    if api_endpoint is None:
+        api_endpoint = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
+    aiplatform.init(project=project, location=location, credentials=credentials, api_endpoint=api_endpoint)
 
 
 class VertexModelRegistry:
@@ -181,12 +200,8 @@ class VertexModelRegistry:
     # -- helpers
 
     def _init(self) -> None:
-        import google.cloud.aiplatform as aiplatform
-
-        # The SDK keeps its endpoint and credentials process-wide; set ours before each call.
-        aiplatform.init(
-            project=self.project, location=self.location, credentials=self.credentials, api_endpoint=self.api_endpoint
-        )
+        init_vertex_sdk(project=self.project, location=self.location, credentials=self.credentials,
+                        api_endpoint=self.api_endpoint)
 
     def _gcs(self) -> Any:
         if self.gcs_client_factory is not None:
