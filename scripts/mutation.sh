@@ -4,6 +4,9 @@
 #   pip install mutmut                     # not in the test extra: CI does not run this
 #   scripts/mutation.sh verify             # the verifier, on tests/unit/test_verify_checks.py (+ mutants tests)
 #   scripts/mutation.sh scan               # the pickle scanner's opcode walker, on the fast scan tests
+#   scripts/mutation.sh step               # the step primitive, on tests/unit/test_step_primitive.py
+#   scripts/mutation.sh registry           # the local registry, on tests/unit/test_registry_local.py
+#   scripts/mutation.sh registry-vertex    # the Vertex AI registry, on its loopback integration tests
 #   scripts/mutation.sh verify results     # any mutmut command after the target: results, show NAME, browse
 #
 # Too slow for CI (verify: 25 minutes on two cores, ~1500 mutants): run it by hand after changing a check, and
@@ -22,7 +25,7 @@ ROOT=$PWD
 MUTMUT=${MUTMUT:-$ROOT/.venv/bin/mutmut}
 [ -x "$MUTMUT" ] || MUTMUT=$(command -v mutmut) || { echo "mutmut is not installed: pip install mutmut" >&2; exit 2; }
 
-TARGET=${1:?usage: scripts/mutation.sh verify|scan [mutmut command ...]}
+TARGET=${1:?usage: scripts/mutation.sh verify|scan|step|registry|registry-vertex [mutmut command ...]}
 shift
 case "$TARGET" in
   verify)
@@ -44,8 +47,24 @@ case "$TARGET" in
            "--deselect", "tests/unit/test_scan_pickles.py::test_benign_model_is_refused_without_its_classes_in_the_allowlist"]'
     export CHAINPROOF_SCAN_FUZZ_EXAMPLES=${CHAINPROOF_SCAN_FUZZ_EXAMPLES:-30}
     ;;
+  step)
+    # The step primitive on its own two-step layout (no pipeline, no simulator).
+    ONLY='["src/chainproof/step.py"]'
+    TESTS='["tests/unit/test_step_primitive.py"]'
+    ;;
+  registry)
+    # The local registry and the registry seam's records.
+    ONLY='["src/chainproof/registry/local.py", "src/chainproof/registry/_protocol.py"]'
+    TESTS='["tests/unit/test_registry_local.py"]'
+    ;;
+  registry-vertex)
+    # The Vertex AI registry, against the loopback Vertex and Cloud Storage servers (slower:
+    # the servers start in each mutant's run).
+    ONLY='["src/chainproof/registry/vertex.py"]'
+    TESTS='["tests/integration/test_vertex_registry.py"]'
+    ;;
   *)
-    echo "unknown target $TARGET (verify, scan)" >&2
+    echo "unknown target $TARGET (verify, scan, step, registry, registry-vertex)" >&2
     exit 2
     ;;
 esac
