@@ -27,6 +27,7 @@ a principal holds names and non-secret facts only.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -212,7 +213,7 @@ def classify_credentials(
                 request = Request()
             try:
                 credentials.refresh(request)  # type: ignore[no-untyped-call]
-            except Exception as exc:  # google.auth.exceptions.RefreshError and transport errors
+            except Exception as exc:  # noqa: BLE001 - google.auth.exceptions.RefreshError and transport errors
                 # The exception text can echo the response; report its type only.
                 raise CredentialRefused(
                     f"metadata server credentials did not resolve a service account ({type(exc).__name__})"
@@ -278,10 +279,8 @@ def check_adc_file(path: str, *, allow_service_account_key: bool = False) -> Non
     except auth_exceptions.DefaultCredentialsError as exc:
         # google-auth's message names the file and the problem, not the key.
         raise InputError(f"{path}: not a credentials file google-auth can load") from exc
-    try:
+    with contextlib.suppress(AttributeError):
         credentials._cred_file_path = f"{path} (GOOGLE_APPLICATION_CREDENTIALS)"
-    except AttributeError:
-        pass
     classify_credentials(credentials, mode="local", allow_service_account_key=allow_service_account_key)
 
 
@@ -292,11 +291,17 @@ def _explicit_adc() -> Any:
     # metadata server; if a google-auth release drops it, local mode relies on the
     # runner's check_adc_file() alone.
     from google.auth import _default
+    from google.auth import exceptions as auth_exceptions
 
     loader = getattr(_default, "_get_explicit_environ_credentials", None)
     if loader is None:
         return None
-    credentials, _ = loader()
+    try:
+        credentials, _ = loader()
+    except auth_exceptions.DefaultCredentialsError as exc:
+        # A missing or unreadable file named by the variable (google-auth's message names the
+        # file, never its content).
+        raise CredentialRefused(f"GOOGLE_APPLICATION_CREDENTIALS: {exc}") from exc
     return credentials
 
 

@@ -44,7 +44,14 @@ from securesystemslib.signer import Key, SSlibKey
 
 from chainproof.attest import record_link, write_atomic, write_link
 from chainproof.digests import check_sha256_hex, digest_tree, sha256_file
-from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, DigestMismatch, InputError, PolicyViolation
+from chainproof.errors import (
+    ArtifactRefused,
+    ChainError,
+    ChainproofError,
+    DigestMismatch,
+    InputError,
+    PolicyViolation,
+)
 from chainproof.identity import Principal, resolve_principal
 from chainproof.policy import RUN_ID, expected_principal, step_ancestors
 from chainproof.signing import StepSigner, load_signer, public_key_from_pem, public_key_pem
@@ -381,7 +388,11 @@ class StepContext:
                 shutil.copytree(source, path, symlinks=True)
             else:
                 shutil.copyfile(source, path)
-        received = digest_tree(path, prefix=prefix)
+        try:
+            received = digest_tree(path, prefix=prefix)
+        except ArtifactRefused as exc:
+            # Name what was received, not the private copy.
+            raise ArtifactRefused(f"{prefix}/", f"the received artifact {source}: {exc.reason}") from exc
         check_artifacts(attested, received, producer=producer, what=prefix)
         self.materials.update(received)
         self._received[key] = (path, received)

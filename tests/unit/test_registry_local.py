@@ -292,3 +292,66 @@ def test_a_copied_registry_keeps_resolving(tmp_path):
     entry, _, _ = _register(registry, tmp_path)
     shutil.copytree(tmp_path / "reg", tmp_path / "copy")
     assert LocalModelRegistry(tmp_path / "copy").resolve(entry.reference).model_sha256 == entry.model_sha256
+
+
+def test_the_identity_record_is_created_under_missing_parents_in_its_stable_form(tmp_path):
+    registry = LocalModelRegistry(tmp_path / "a" / "b" / "reg")
+    made = registry.identity(create=True)
+    path = tmp_path / "a" / "b" / "reg" / "registry.json"
+    doc = json.loads(path.read_text())
+    assert doc == {"kind": "local", "registry_id": made["registry_id"], "created": doc["created"]}
+    assert path.read_text() == json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def test_the_entry_is_written_as_indented_json(tmp_path):
+    registry = LocalModelRegistry(tmp_path / "reg")
+    entry, _, _ = _register(registry, tmp_path)
+    text = (tmp_path / "reg" / "models" / "churn" / "1" / "version.json").read_text()
+    assert text == json.dumps(entry.to_dict(), indent=2) + "\n"
+
+
+def test_commit_stages_beside_the_versions_and_publishes_by_one_rename(tmp_path, monkeypatch):
+    """The staging folder is a hidden sibling of the versions: same filesystem, so the rename is atomic."""
+    registry = LocalModelRegistry(tmp_path / "reg")
+    model, bundle, verified = _model(tmp_path)
+    renames: list[tuple[Path, Path]] = []
+    real = os.rename
+
+    def record(src, dst):
+        renames.append((Path(src), Path(dst)))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "rename", record)
+    registry.commit(registry.prepare("churn"), model_dir=model, bundle_dir=bundle, verified=verified)
+    base = tmp_path / "reg" / "models" / "churn"
+    [(src, dst)] = [r for r in renames if r[1] == base / "1"]
+    assert src.parent == base and src.name.startswith(".staging-1-")
+
+
+def test_the_rehash_refusal_names_the_verified_chain(tmp_path):
+    registry = LocalModelRegistry(tmp_path / "reg")
+    model, bundle, verified = _model(tmp_path)
+    (model / "extra.py").write_text("x")
+    with pytest.raises(ArtifactRefused) as err:
+        registry.commit(registry.prepare("churn"), model_dir=model, bundle_dir=bundle, verified=verified)
+    assert str(err.value) == "model/extra.py: model file not attested by the verified chain (added after it ran)"
+    (model / "extra.py").unlink()
+    (model / "model.joblib").write_bytes(b"other")
+    with pytest.raises(DigestMismatch) as err:
+        registry.commit(registry.prepare("churn"), model_dir=model, bundle_dir=bundle, verified=verified)
+    assert "attested by the verified chain" in str(err.value)
+
+
+def test_a_failed_publish_that_is_not_a_taken_version_says_what_failed(tmp_path, monkeypatch):
+    registry = LocalModelRegistry(tmp_path / "reg")
+    model, bundle, verified = _model(tmp_path)
+
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    pending = registry.prepare("churn")
+    monkeypatch.setattr(os, "rename", cross_device)
+    with pytest.raises(RegistryError) as err:
+        registry.commit(pending, model_dir=model, bundle_dir=bundle, verified=verified)
+    assert str(err.value) == "local://churn@1: cannot publish the version (Invalid cross-device link)"
+    assert list((tmp_path / "reg" / "models" / "churn").iterdir()) == []

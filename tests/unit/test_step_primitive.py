@@ -247,8 +247,8 @@ def test_another_steps_key_is_not_this_steps_signer(world, made, tmp_path, capsy
     chain, _ = made
     err = _refused(world, tmp_path, capsys, ChainError, chains=[chain], signer=world.signer("judge"))
     assert err.step == "use"
-    assert f"has key {world.keys.roles['judge'][:16]}" in str(err)
-    assert f"the layout authorizes {world.keys.roles['use'][:16]} for this step" in str(err)
+    assert str(err).endswith(f": signer {world.signer('judge')} has key {world.keys.roles['judge'][:16]}, but the layout "
+                             f"authorizes {world.keys.roles['use'][:16]} for this step")
 
 
 def test_no_signer_and_an_unknown_step_are_refused(world, made, tmp_path, capsys):
@@ -266,7 +266,7 @@ def test_the_signer_lookup_refuses_a_step_the_layout_lacks(world, made):
     _, layout = load_layout(world.layout_bytes)
     with pytest.raises(ChainError) as err:
         step_mod._signer_for("nosuch", world.signer("use"), layout)
-    assert err.value.step == "nosuch" and "the layout has no such step" in str(err.value)
+    assert err.value.step == "nosuch" and str(err.value).endswith(": the layout has no such step")
     assert step_mod._signer_for("use", world.signer("use"), layout).keyid == world.keys.roles["use"]
 
 
@@ -372,7 +372,7 @@ def test_a_link_is_signed_once(ctx):
     ctx.sign()
     with pytest.raises(ChainError) as err:
         ctx.sign()
-    assert "signed already" in str(err.value)
+    assert err.value.step == "use" and str(err.value).endswith(": the step's link was signed already")
     assert len(list((ctx.chain / LINKS_DIR).glob("use.*.link"))) == 1
 
 
@@ -385,7 +385,7 @@ def test_add_evidence_takes_bytes_as_they_are(ctx):
 def test_current_step_outside_a_step_is_an_input_error():
     with pytest.raises(InputError) as err:
         current_step()
-    assert "not inside a chainproof step" in str(err.value)
+    assert str(err.value) == "not inside a chainproof step: run the component in a pipeline built with chainproof.dsl"
 
 
 def test_current_step_is_the_innermost_open_one(ctx):
@@ -512,7 +512,8 @@ def test_run_config_leaves_out_an_empty_outcome_uri_and_defaults_the_identity():
 def test_run_config_missing_says_how_to_run_the_pipeline(text):
     with pytest.raises(InputError) as err:
         RunConfig.from_json(text, step="train")
-    assert str(err.value).startswith("step train: no chainproof run configuration; run the pipeline with")
+    assert str(err.value) == ("step train: no chainproof run configuration; run the pipeline with "
+                              "`chainproof run --pipeline`, chainproof.local.run or `chainproof submit`")
 
 
 @pytest.mark.parametrize("text", ["{bad", "[1, 2]", '{"layout_uri": "u"}', '{"nope": 1, "layout_uri": "u"}',
@@ -547,3 +548,114 @@ def test_keys_already_in_the_chain_are_kept(world, made, tmp_path):
         written = sorted(p.name for p in (c.chain / KEYS_DIR).iterdir())
     assert written == sorted(p.name for p in (chain / KEYS_DIR).iterdir())
     assert os.path.exists(copy / KEYS_DIR)
+
+
+def test_a_malformed_run_config_names_the_kind_of_fault():
+    with pytest.raises(InputError) as err:
+        RunConfig.from_json("{bad", step="train")
+    assert str(err.value) == "step train: malformed chainproof run configuration (JSONDecodeError)"
+    with pytest.raises(InputError) as err:
+        RunConfig.from_json('{"nope": 1}', step="train")
+    assert str(err.value) == "step train: malformed chainproof run configuration (TypeError)"
+
+
+def _key_file(tmp_path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path = tmp_path / "sa-key.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "p", "private_key_id": "0" * 40, "private_key": pem.decode(),
+        "client_email": "key@p.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }))
+    return path
+
+
+def test_identity_policy_passes_its_mode_and_its_key_file_override(tmp_path, monkeypatch):
+    from chainproof.errors import CredentialRefused
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(_key_file(tmp_path)))
+    with pytest.raises(CredentialRefused):
+        IdentityPolicy().resolve()
+    allowed = IdentityPolicy(allow_service_account_key=True).resolve()
+    assert allowed.kind == "local-user" and allowed.details["override"] == "allow_service_account_key"
+    # gcp mode records the key file's account itself.
+    remote = IdentityPolicy(mode="gcp", allow_service_account_key=True).resolve()
+    assert (remote.kind, remote.name) == ("service-account-key", "key@p.iam.gserviceaccount.com")
+    # gcp mode asks Application Default Credentials: none here, where local mode records the user.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
+    with pytest.raises(CredentialRefused) as err:
+        IdentityPolicy().resolve()
+    assert str(err.value) == f"GOOGLE_APPLICATION_CREDENTIALS: File {tmp_path / 'absent.json'} was not found."
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
+    assert IdentityPolicy().resolve().kind == "local-user"
+
+
+def test_merge_keeps_copying_after_a_shared_file(tmp_path):
+    """A file both chains hold (the same bytes) is skipped, and the rest of that chain still copied."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for chain in (a, b):
+        chain.mkdir()
+        (chain / "0-shared").write_text("same")
+    (b / "z-after").write_text("only in b")
+    merge_chains([a, b], tmp_path / "into")
+    assert sorted(p.name for p in (tmp_path / "into").iterdir()) == ["0-shared", "z-after"]
+
+
+def test_receive_names_the_producer_and_the_kind_of_file_in_its_refusals(ctx, made, tmp_path):
+    import shutil
+
+    _, data = made
+    added = tmp_path / "added"
+    shutil.copytree(data, added)
+    (added / "extra.bin").write_bytes(b"x")
+    with pytest.raises(ArtifactRefused) as err:
+        ctx.receive("data", added)
+    assert str(err.value).endswith("data file not attested by make (added after it ran)")
+    changed = tmp_path / "changed"
+    shutil.copytree(data, changed)
+    (changed / "table.csv").write_bytes(b"other")
+    with pytest.raises(DigestMismatch) as err:
+        ctx.receive("data", changed)
+    assert "attested by make" in str(err.value)
+
+
+def test_a_received_symlink_is_refused_even_to_identical_bytes(ctx, made, tmp_path):
+    import shutil
+
+    _, data = made
+    linked = tmp_path / "linked"
+    shutil.copytree(data, linked)
+    (tmp_path / "same.csv").write_bytes((data / "table.csv").read_bytes())
+    (linked / "table.csv").unlink()
+    (linked / "table.csv").symlink_to(tmp_path / "same.csv")
+    with pytest.raises(ArtifactRefused) as err:
+        ctx.receive("data", linked)
+    assert str(err.value) == f"data/: the received artifact {linked}: only regular files are allowed in an artifact"
+
+
+def test_receive_a_single_file_verifies_a_private_copy(world, tmp_path):
+    chain, _ = world.make(tmp_path / "c")
+    report = chain / "reports" / "r.json"
+    with open_step("use", layout_sha256=world.sha, signer=world.signer("use"), chains=[chain], principal=ME) as c:
+        path, got = c.receive("reports", report)
+        assert got == {"reports/r.json": sha256_file(report)} and path != report
+        assert path.read_bytes() == report.read_bytes()
+        other = tmp_path / "r.json"
+        other.write_text("{}")
+        with pytest.raises(DigestMismatch):
+            c.receive("reports", other)
+
+
+def test_a_first_step_stores_the_fetched_layout_as_root_layout(world, tmp_path):
+    """The layout may be published under any name; in the chain it is always root.layout."""
+    elsewhere = tmp_path / "published" / "layout-v7.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(world.layout_bytes)
+    with open_step("make", layout_sha256=world.sha, signer=world.signer("make"), layout_uri=elsewhere.as_uri(),
+                   principal=ME) as c:
+        assert (c.chain / LAYOUT_FILE).read_bytes() == world.layout_bytes
+        assert sorted(p.name for p in c.chain.iterdir() if p.is_file()) == [LAYOUT_FILE]

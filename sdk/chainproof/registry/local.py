@@ -175,7 +175,9 @@ class LocalModelRegistry:
             try:
                 os.rename(staging, base / pending.version)
             except OSError as exc:
-                raise RegistryError(f"{pending.reference}: version already exists") from exc
+                if (base / pending.version).exists():
+                    raise RegistryError(f"{pending.reference}: version already exists") from exc
+                raise RegistryError(f"{pending.reference}: cannot publish the version ({exc.strerror})") from exc
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
