@@ -98,9 +98,8 @@ def components_for_image(image: str) -> ComponentSet:
     Raises:
         InputError: the image is not pinned by a digest.
     """
-    from chainproof.images import check_image_reference
-
     from chainproof.dsl import component
+    from chainproof.images import check_image_reference
 
     pinned = check_image_reference(image).reference
     rebuilt = {

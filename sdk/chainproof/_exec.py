@@ -23,7 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, DigestMismatch, InputError
+from chainproof.errors import (
+    ArtifactRefused,
+    ChainError,
+    ChainproofError,
+    DigestMismatch,
+    InputError,
+)
 
 if TYPE_CHECKING:
     from chainproof.step import StepContext
@@ -297,7 +303,7 @@ def run(argv: list[str]) -> None:
     from chainproof.step import _CURRENT, open_step
 
     chains = []
-    for name, entry in sorted(artifacts_in.items()):
+    for _name, entry in sorted(artifacts_in.items()):
         for artifact in entry.get("artifacts", []):
             chains.append(sidecar(artifact_path(str(artifact.get("uri", "")))))
     try:
@@ -338,7 +344,7 @@ def run(argv: list[str]) -> None:
             except SystemExit as exc:
                 if exc.code not in (0, None):
                     raise ComponentFailed(step, f"exited with status {exc.code}") from None
-            except Exception as exc:  # noqa: BLE001 - the user's own code failed: say how, in one line
+            except Exception as exc:
                 first = (str(exc).strip().splitlines() or [""])[0][:300]
                 raise ComponentFailed(step, f"{type(exc).__name__}: {first}") from exc
             finally:

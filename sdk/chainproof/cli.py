@@ -366,13 +366,11 @@ def _verify_registered(args: argparse.Namespace, workdir: Path, policy: Any, loc
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from chainproof.auditor import AuditorPolicy
-    from chainproof.report import build_report
-    from chainproof.verify import verify_bundle
-
     import tempfile
 
-    from chainproof.auditor import NoDevelopmentKeys
+    from chainproof.auditor import AuditorPolicy, NoDevelopmentKeys
+    from chainproof.report import build_report
+    from chainproof.verify import verify_bundle
 
     dev_owners = _development_owner_keys(args)
     policy = AuditorPolicy.from_file(args.policy, development_owner_keys=dev_owners) if args.policy else None
@@ -534,8 +532,8 @@ def _cmd_submit_kfp(args: argparse.Namespace) -> int:
     from chainproof.errors import VerificationError
     from chainproof.kfp_backend import read_outcome, submit_kfp_pipeline, wait_for_kfp_run
     from chainproof.registry import registry_for
-    from chainproof.verify import verify_registered
     from chainproof.signing import public_key_from_pem
+    from chainproof.verify import verify_registered
 
     clash = [flag for flag, value in (("--project", args.project), ("--region", args.region),
                                       ("--serving-image", args.serving_image),
@@ -602,8 +600,8 @@ def _wait_and_verify(args: argparse.Namespace, run: Any, access: dict[str, Any])
     import tempfile
 
     from chainproof.registry import VertexModelRegistry, parse_vertex_reference
-    from chainproof.verify import verify_registered
     from chainproof.signing import public_key_from_pem
+    from chainproof.verify import verify_registered
     from chainproof.vertex import registered_references, wait_for_pipeline_job
 
     def show(state: str) -> None:
@@ -807,7 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainproof import supply_cli
 
     supply_cli.add_parsers(sub)
-    from chainproof import serving_cli; serving_cli.add_parsers(sub)  # noqa: E702 - k8s, monitor, serve
+    from chainproof import serving_cli  # k8s, monitor, serve
+
+    serving_cli.add_parsers(sub)
     _conventions(parser)
     return parser
 
@@ -860,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("FAIL: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the backstop: one line, no traceback, unless --verbose
+    except Exception as exc:
         if args.verbose >= 1:
             raise
         from chainproof._service_errors import classify_service_error

@@ -123,7 +123,7 @@ def _engine() -> Any:
     try:
         client = docker.from_env()
         client.ping()
-    except Exception as exc:  # docker.errors.DockerException and connection errors
+    except Exception as exc:  # noqa: BLE001 - docker.errors.DockerException and connection errors
         where = os.environ.get("DOCKER_HOST", "the default socket")
         raise ServiceError("container engine", f"connect to {where}", type(exc).__name__,
                            "that Docker (or `podman system service`) is running and DOCKER_HOST names its socket") from None
@@ -139,7 +139,6 @@ def _run_container(client: Any, image: str, command: list[str], volumes: dict[st
     the container is created, started, followed to its end, waited on and only then removed.
     """
     import docker
-
     from kfp.local.docker_task_handler import add_latest_tag_if_not_present
 
     image = add_latest_tag_if_not_present(image=image)
@@ -240,7 +239,7 @@ def docker_runner(
     if as_root:
         # The container's user must write its outputs and the registry: hand those over.
         for writable in (pipeline_root, registry_dir):
-            for folder, dirs, files in os.walk(writable):
+            for folder, _dirs, files in os.walk(writable):
                 os.chown(folder, uid, gid)
                 for name in files:
                     os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kfp.dsl as _kfp_dsl
-from kfp.dsl import *  # noqa: F401,F403 - a drop-in: everything else is kfp's
+from kfp.dsl import *  # noqa: F403 - a drop-in: everything else is kfp's
 from kfp.dsl import structures as _structures
 
 from chainproof._exec import CONFIG_INPUT, HIDDEN_INPUTS, ROLE_INPUT, STEP_INPUT

@@ -14,7 +14,6 @@ them without guessing.
 
 from __future__ import annotations
 
-
 __all__ = [
     "ArtifactRefused",
     "ChainError",

@@ -89,7 +89,7 @@ def _client(host: str) -> Any:
 
     try:
         return kfp.Client(host=host)
-    except Exception as exc:  # noqa: BLE001 - classified below, re-raised otherwise
+    except Exception as exc:
         error = _service_error(exc, host, "connect (healthz)")
         if error is None:
             raise
@@ -171,7 +171,7 @@ def submit_kfp_pipeline(
             enable_caching=False,  # a cached step would skip its verification and its link
             service_account=service_account or None,
         )
-    except Exception as exc:  # noqa: BLE001 - classified below, re-raised otherwise
+    except Exception as exc:
         error = _service_error(exc, host, "create the run")
         if error is None:
             raise
@@ -203,7 +203,7 @@ def wait_for_kfp_run(
     while True:
         try:
             current = kfp_client.get_run(run.run_id)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             error = _service_error(exc, run.host, f"get run {run.run_id}")
             if error is None:
                 raise

@@ -18,8 +18,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chainproof.errors import ArtifactRefused, ChainError, ChainproofError, DigestMismatch, PolicyViolation, UntrustedKey
 from chainproof.attest import link_filename
+from chainproof.errors import (
+    ArtifactRefused,
+    ChainError,
+    ChainproofError,
+    DigestMismatch,
+    PolicyViolation,
+    UntrustedKey,
+)
 from chainproof.verify import LAYOUT_FILE, LINKS_DIR, VerificationResult, load_layout
 
 __all__ = ["build_report", "render_html", "render_text"]

@@ -28,15 +28,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from chainproof._exec import CONFIG_INPUT, escape_for_kfp_local
 from chainproof.containers import ContainerRun
 from chainproof.digests import check_sha256_hex
 from chainproof.errors import ChainproofError, InputError, PolicyViolation, StepFailed
 from chainproof.identity import IDENTITY_MODES, check_adc_file
-from chainproof._exec import CONFIG_INPUT, escape_for_kfp_local
 from chainproof.policy import EXT_EXPECTED_PRINCIPALS, generate_layout, sign_layout
 from chainproof.redaction import Redactor, redact_text
 from chainproof.registry import LocalModelRegistry
-from chainproof.signing import KeyRing, TrustStore, add_roles, init_keys, load_public_key, load_signer, public_key_pem
+from chainproof.signing import (
+    KeyRing,
+    TrustStore,
+    add_roles,
+    init_keys,
+    load_public_key,
+    load_signer,
+    public_key_pem,
+)
 from chainproof.step import FAILURE_MARKER, IdentityPolicy, RunConfig
 from chainproof.trust import trust_run_owner_key
 from chainproof.verify import LAYOUT_FILE, VerificationResult, verify_bundle

@@ -350,7 +350,7 @@ class _VaultSession:
                 client.auth.kubernetes.login(self.auth.role, jwt, mount_point=self.auth.mount_point)
             else:
                 client.auth.gcp.login(self.auth.role, jwt, mount_point=self.auth.mount_point)
-        except Exception as exc:  # hvac raises one class per HTTP status, requests its own
+        except Exception as exc:  # noqa: BLE001 - hvac raises one class per HTTP status, requests its own
             raise SecretUnavailable(
                 ref, f"vault login ({self.auth.method}, role {self.auth.role}) refused: {_vault_reason(exc)}"
             ) from None
@@ -377,7 +377,7 @@ class _VaultSession:
             return []
         try:
             self._client.auth.token.revoke_self()
-        except Exception as exc:  # revocation failures are reported, not raised over the step's own error
+        except Exception as exc:  # noqa: BLE001 - revocation failures are reported, not raised over the step's own error
             return [f"vault login token not revoked: {_vault_reason(exc)}"]
         finally:
             self._client.token = ""
@@ -487,7 +487,7 @@ class SecretScope:
             raise SecretUnavailable(
                 ref.uri, f"Secret Manager refused AccessSecretVersion: {status.name if status else type(exc).__name__}"
             ) from None
-        except Exception as exc:  # transport or credential errors: their text may hold request details
+        except Exception as exc:  # noqa: BLE001 - transport or credential errors: their text may hold request details
             raise SecretUnavailable(ref.uri, f"Secret Manager unreachable ({type(exc).__name__})") from None
         data = bytes(response.payload.data)
         if "data_crc32c" in response.payload and int(response.payload.data_crc32c) != int(google_crc32c.value(data)):
@@ -517,7 +517,7 @@ class SecretScope:
                     version=int(ref.version) if ref.version else None,
                     raise_on_deleted_version=True,
                 )
-        except Exception as exc:  # hvac: Forbidden, InvalidPath, ...; requests: connection errors
+        except Exception as exc:  # noqa: BLE001 - hvac: Forbidden, InvalidPath, ...; requests: connection errors
             raise SecretUnavailable(ref.uri, f"vault read refused: {_vault_reason(exc)}") from None
         if not isinstance(response, Mapping) or not isinstance(response.get("data"), Mapping):
             raise SecretUnavailable(ref.uri, "vault returned no data (no such secret?)")
@@ -559,7 +559,7 @@ class SecretScope:
             return
         try:
             self._vault._client.sys.revoke_lease(secret._lease_id)
-        except Exception as exc:  # report, keep revoking the others
+        except Exception as exc:  # noqa: BLE001 - report, keep revoking the others
             self.revocation_failures.append(f"{secret.ref.uri}: lease not revoked: {_vault_reason(exc)}")
         secret._lease_id = ""
 

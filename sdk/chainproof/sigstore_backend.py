@@ -120,7 +120,7 @@ def metadata_identity_token(audience: str = AUDIENCE) -> str:
 
     try:
         return str(id_token.fetch_id_token(Request(), audience))  # type: ignore[no-untyped-call]
-    except Exception as exc:  # google.auth DefaultCredentialsError / RefreshError / transport
+    except Exception as exc:  # noqa: BLE001 - google.auth DefaultCredentialsError / RefreshError / transport
         raise SignatureError(
             f"sigstore: no identity token for audience {audience!r} from the workload identity "
             f"({type(exc).__name__})"
@@ -134,7 +134,7 @@ def _checked_token(key: SigstoreKey, token_source: Callable[[], str]) -> Any:
         token = IdentityToken(token_source(), client_id=AUDIENCE)
     except SignatureError:
         raise
-    except Exception as exc:  # sigstore.oidc.IdentityError and JWT errors
+    except Exception as exc:  # noqa: BLE001 - sigstore.oidc.IdentityError and JWT errors
         raise SignatureError(f"sigstore: the identity token is not usable ({type(exc).__name__})") from None
     identity, issuer = str(token.identity), str(token.federated_issuer or token.issuer)
     if identity != key.keyval["identity"] or issuer != key.keyval["issuer"]:
@@ -184,7 +184,7 @@ class KeylessSigner(Signer):
         token = self.identity_token()
         try:
             return SigstoreSigner(token, self._public_key).sign(payload)
-        except Exception as exc:  # network and sigstore errors; the token is never echoed
+        except Exception as exc:  # noqa: BLE001 - network and sigstore errors; the token is never echoed
             raise SignatureError(
                 f"sigstore: keyless signing as {self._public_key.keyval['identity']} failed "
                 f"({type(exc).__name__}); it needs network access to Sigstore (TUF, Fulcio, Rekor)"
@@ -242,7 +242,7 @@ def sign_model_keyless(signer: Any) -> Any:
     token = keyless.identity_token()
     try:
         return sign_sigstore.Signer(identity_token=str(token), use_ambient_credentials=False)
-    except Exception as exc:  # the production trust config is fetched over the network
+    except Exception as exc:  # noqa: BLE001 - the production trust config is fetched over the network
         raise SignatureError(
             f"sigstore: keyless model signing as {keyless.public_key.keyval['identity']} failed "
             f"({type(exc).__name__}); it needs network access to Sigstore (TUF, Fulcio, Rekor)"

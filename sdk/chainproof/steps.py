@@ -39,8 +39,21 @@ from chainproof.policy import RUN_ID, layout_extensions
 from chainproof.registry import ModelRegistry, registry_for, registry_identity
 from chainproof.scan import Allowlist, TabularSchema, scan_csv, scan_path, summarize
 from chainproof.signing import public_key_from_pem
-from chainproof.step import FAILURE_MARKER, IdentityPolicy, StepContext, open_step, report_step_failure
-from chainproof.storage import FetchLimits, FetchOptions, fetch, fetch_tree, is_folder_uri, redact_uri
+from chainproof.step import (
+    FAILURE_MARKER,
+    IdentityPolicy,
+    StepContext,
+    open_step,
+    report_step_failure,
+)
+from chainproof.storage import (
+    FetchLimits,
+    FetchOptions,
+    fetch,
+    fetch_tree,
+    is_folder_uri,
+    redact_uri,
+)
 from chainproof.verify import (
     BUNDLE_INDEX,
     LINKS_DIR,

@@ -473,9 +473,7 @@ def _in_range(target: Any, raw_events: list[Any]) -> bool:
     for bound, kind in sorted(events, key=key):
         if kind == "introduced" and at_or_above(bound):
             inside = True
-        elif kind == "fixed" and at_or_above(bound):
-            inside = False
-        elif kind == "last_affected" and target > bound:
+        elif kind == "fixed" and at_or_above(bound) or kind == "last_affected" and target > bound:
             inside = False
     if inside:
         return True

@@ -14,8 +14,9 @@ filesystem, no service account token, a default-deny NetworkPolicy for ingress a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 

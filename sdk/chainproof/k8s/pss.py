@@ -7,8 +7,9 @@ upstream admission fixtures (every version, pass and fail) are the test of this 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 __all__ = ["Violation", "Version", "LEVELS", "LATEST", "check_pod", "pod_spec_of", "parse_version"]
 

@@ -32,7 +32,13 @@ from chainproof.errors import InputError
 from chainproof.scan import archives, numpy_files, skops_files
 from chainproof.scan._stream import ScanAbort, _Stream
 from chainproof.scan.allowlist import Allowlist
-from chainproof.scan.pickles import FORK_WINDOW, IMPORT_OPCODES, _Global, looks_importable, scan_pickle
+from chainproof.scan.pickles import (
+    FORK_WINDOW,
+    IMPORT_OPCODES,
+    _Global,
+    looks_importable,
+    scan_pickle,
+)
 from chainproof.scan.report import Finding, ScanLimits, ScanReport
 from chainproof.scan.tabular import scan_csv
 
@@ -301,7 +307,7 @@ class _Scanner:
 
         parts: list[tuple[str, Any]] = [("protocol version", None), ("system info", None), ("object", check), ("storage keys", None)]
         results = []
-        for what, persid in parts:
+        for _what, persid in parts:
             r = scan_pickle(
                 stream, label=label, allowlist=self.allowlist, limits=self.limits, joblib=False,
                 persid_check=persid, expect_eof=False,
@@ -431,9 +437,9 @@ class _Scanner:
         elif codec == "bz2":
             raw = bz2.BZ2File(stream, mode="rb")  # type: ignore[call-overload]
         elif codec == "xz":
-            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_XZ)  # type: ignore[arg-type]
+            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_XZ)  # type: ignore[arg-type]  # noqa: SIM115 - read on below
         elif codec == "lzma":
-            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_ALONE)  # type: ignore[arg-type]
+            raw = lzma.LZMAFile(stream, mode="rb", format=lzma.FORMAT_ALONE)  # type: ignore[arg-type]  # noqa: SIM115
         elif codec == "zlib":
             raw = _ZlibReader(stream)
         else:

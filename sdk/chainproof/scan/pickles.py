@@ -43,8 +43,9 @@ import pickletools
 import re
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from chainproof.scan._stream import ScanAbort, _Stream
 from chainproof.scan.allowlist import Allowlist

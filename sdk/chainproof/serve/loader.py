@@ -255,11 +255,17 @@ def fetch_attested_model(
     """
     from urllib.parse import quote
 
+    from chainproof.errors import DigestMismatch
     from chainproof.policy import layout_extensions
     from chainproof.storage import FetchOptions, fetch, redact_uri
-    from chainproof.verify import LAYOUT_FILE, LINKS_DIR, load_layout, products_with_prefix
-    from chainproof.verify import verify_chain_links, verify_layout_signature
-    from chainproof.errors import DigestMismatch
+    from chainproof.verify import (
+        LAYOUT_FILE,
+        LINKS_DIR,
+        load_layout,
+        products_with_prefix,
+        verify_chain_links,
+        verify_layout_signature,
+    )
 
     envelope, layout = load_layout((bundle / LAYOUT_FILE).read_bytes())
     verify_layout_signature(envelope, trusted_owner_keys)

@@ -46,7 +46,7 @@ def _import_kserve() -> Any:
     sys.argv = saved[:1]
     try:
         import kserve
-        import kserve.model_server  # noqa: F401 - parses sys.argv once, at import
+        import kserve.model_server
     except ImportError as exc:
         raise InputError(f"chainproof serve needs KServe's model server (kserve): {SERVE_EXTRA}") from exc
     finally:
@@ -345,7 +345,7 @@ def _watch(model: Any, interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
         try:
             model.recheck()
-        except Exception as exc:  # the watcher must outlive any one failed check
+        except Exception as exc:  # noqa: BLE001 - the watcher must outlive any one failed check
             logger.error("recheck of %s failed: %s", model.name, type(exc).__name__)
 
 

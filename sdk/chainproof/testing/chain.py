@@ -45,8 +45,22 @@ from chainproof.attest import sign_statement, write_atomic, write_link
 from chainproof.policy import REFERENCE_STEPS, generate_layout, sign_layout
 from chainproof.registry import LocalModelRegistry
 from chainproof.runner import SAMPLE
-from chainproof.signing import KeyRing, StepSigner, init_keys, load_public_key, load_signer, public_key_pem
-from chainproof.verify import LAYOUT_FILE, LINKS_DIR, VerificationResult, load_layout, verify_bundle, verify_registered
+from chainproof.signing import (
+    KeyRing,
+    StepSigner,
+    init_keys,
+    load_public_key,
+    load_signer,
+    public_key_pem,
+)
+from chainproof.verify import (
+    LAYOUT_FILE,
+    LINKS_DIR,
+    VerificationResult,
+    load_layout,
+    verify_bundle,
+    verify_registered,
+)
 
 __all__ = ["SimulatedChain", "simulate_chain"]
 

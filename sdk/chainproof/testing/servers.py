@@ -3,17 +3,18 @@ and a fault-injecting, request-logging proxy. Everything binds 127.0.0.1 only.""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import ipaddress
 import ssl
 import threading
-from typing import Any
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -98,10 +99,8 @@ def _send_with_fault(handler: BaseHTTPRequestHandler, status: int, headers: list
         handler.wfile.write(body[: len(body) // 2])
         handler.wfile.flush()
         handler.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             handler.connection.shutdown(2)
-        except OSError:
-            pass
         return
     assert sent_length
     handler.wfile.write(body)

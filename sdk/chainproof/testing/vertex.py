@@ -22,12 +22,11 @@ from typing import Any
 import grpc
 from google.cloud.aiplatform_v1.types import custom_job as cj
 from google.cloud.aiplatform_v1.types import job_service as js
-from google.cloud.aiplatform_v1.types import job_state
+from google.cloud.aiplatform_v1.types import job_state, pipeline_state
 from google.cloud.aiplatform_v1.types import model as model_t
 from google.cloud.aiplatform_v1.types import model_service as ms
 from google.cloud.aiplatform_v1.types import pipeline_job as pj
 from google.cloud.aiplatform_v1.types import pipeline_service as ps
-from google.cloud.aiplatform_v1.types import pipeline_state
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, timestamp_pb2
 

@@ -32,14 +32,32 @@ One module per group of checks, numbered as in ``docs/verification.md``:
 
 from __future__ import annotations
 
-from chainproof.verify._types import BUNDLED_PREFIXES, BUNDLE_INDEX, CARD_PRODUCT, KEYS_DIR, LAYOUT_FILE, LINKS_DIR, SLSA_PROVENANCE, SLSA_VSA, StepRecord, VerificationResult, VerifyOptions
+from chainproof.verify._bundle import annotate_failure, verify_bundle, verify_pinned_chain
+from chainproof.verify._evidence import (
+    bundled_files,
+    check_artifacts,
+    products_with_prefix,
+    read_bundle_index,
+    verify_bundled_evidence,
+)
+from chainproof.verify._identity import check_identity_policy
 from chainproof.verify._layout import load_layout, verify_layout_signature
 from chainproof.verify._links import verify_chain_links
-from chainproof.verify._evidence import bundled_files, check_artifacts, products_with_prefix, read_bundle_index, verify_bundled_evidence
 from chainproof.verify._model import verify_model_evidence
-from chainproof.verify._identity import check_identity_policy
-from chainproof.verify._bundle import annotate_failure, verify_bundle, verify_pinned_chain
 from chainproof.verify._registry import check_registry_binding, verify_registered
+from chainproof.verify._types import (
+    BUNDLE_INDEX,
+    BUNDLED_PREFIXES,
+    CARD_PRODUCT,
+    KEYS_DIR,
+    LAYOUT_FILE,
+    LINKS_DIR,
+    SLSA_PROVENANCE,
+    SLSA_VSA,
+    StepRecord,
+    VerificationResult,
+    VerifyOptions,
+)
 
 __all__ = [
     "BUNDLED_PREFIXES",

@@ -14,15 +14,24 @@ from chainproof.errors import (
     ChainError,
     DigestMismatch,
     InputError,
-    VerificationError,
     LayoutError,
+    VerificationError,
 )
-from chainproof.verify._types import CARD_PRODUCT, LAYOUT_FILE, LINKS_DIR, StepRecord, VerificationResult, VerifyOptions, _read_limited, _sha256_bytes
-from chainproof.verify._model import _layout_key, verify_model_evidence
+from chainproof.verify._evidence import read_bundle_index, verify_bundled_evidence
 from chainproof.verify._identity import check_identity_policy
 from chainproof.verify._layout import load_layout, verify_layout_signature
-from chainproof.verify._evidence import read_bundle_index, verify_bundled_evidence
 from chainproof.verify._links import verify_chain_links
+from chainproof.verify._model import _layout_key, verify_model_evidence
+from chainproof.verify._types import (
+    CARD_PRODUCT,
+    LAYOUT_FILE,
+    LINKS_DIR,
+    StepRecord,
+    VerificationResult,
+    VerifyOptions,
+    _read_limited,
+    _sha256_bytes,
+)
 
 __all__ = ['annotate_failure', 'verify_bundle', 'verify_pinned_chain']
 

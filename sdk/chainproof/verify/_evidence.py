@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-
 from chainproof.digests import check_artifacts, digest_tree
 from chainproof.errors import (
     ArtifactRefused,
@@ -15,7 +14,15 @@ from chainproof.errors import (
     DigestMismatch,
     InputError,
 )
-from chainproof.verify._types import BUNDLED_PREFIXES, BUNDLE_INDEX, KEYS_DIR, LINKS_DIR, StepRecord, _NOT_EVIDENCE, _read_limited
+from chainproof.verify._types import (
+    _NOT_EVIDENCE,
+    BUNDLE_INDEX,
+    BUNDLED_PREFIXES,
+    KEYS_DIR,
+    LINKS_DIR,
+    StepRecord,
+    _read_limited,
+)
 
 __all__ = ['bundled_files', 'check_artifacts', 'products_with_prefix', 'read_bundle_index', 'verify_bundled_evidence']
 

@@ -20,7 +20,14 @@ from chainproof.errors import (
     ChainError,
     LayoutError,
 )
-from chainproof.verify._types import LAYOUT_FILE, LINKS_DIR, StepRecord, VerifyOptions, _first_line, _read_limited
+from chainproof.verify._types import (
+    LAYOUT_FILE,
+    LINKS_DIR,
+    StepRecord,
+    VerifyOptions,
+    _first_line,
+    _read_limited,
+)
 
 __all__ = ['verify_chain_links']
 

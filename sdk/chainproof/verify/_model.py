@@ -13,8 +13,8 @@ from chainproof.digests import digest_tree
 from chainproof.errors import (
     ArtifactRefused,
 )
-from chainproof.verify._types import SLSA_PROVENANCE, SLSA_VSA, StepRecord
 from chainproof.verify._evidence import check_artifacts, products_with_prefix
+from chainproof.verify._types import SLSA_PROVENANCE, SLSA_VSA, StepRecord
 
 __all__ = ['verify_model_evidence']
 

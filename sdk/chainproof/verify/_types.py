@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from chainproof.digests import manifest_digest
 from chainproof.errors import (
     ArtifactRefused,
