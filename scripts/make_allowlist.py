@@ -1,8 +1,16 @@
 """Regenerate ``sdk/chainproof/data/allowlist-v2.json`` from the installed libraries, reproducibly.
 
 Example:
-    $ python scripts/make_allowlist.py > sdk/chainproof/data/allowlist-v2.json
-    $ python scripts/make_allowlist.py --check     # exit 1 if the shipped file differs
+    $ python scripts/make_allowlist.py > scripts/allowlist-runs/pandas-X.Y.Z.json   # one run
+    $ python scripts/make_allowlist.py --union scripts/allowlist-runs/*.json \
+          > sdk/chainproof/data/allowlist-v2.json                              # the shipped list
+    $ python scripts/make_allowlist.py --check     # exit 1 if either differs from what it gives
+
+The shipped list is the union of committed runs, one per set of library versions users
+install (pandas 3 with the base install; pandas 2.3 beside kserve, which pins ``pandas<3``):
+each run is reproducible from its versions, and the union from the runs. ``--check``
+regenerates the run for the installed versions and compares it with the committed run of the
+same versions (when there is one), then compares the shipped file with the union of the runs.
 
 Run it from the repository root (it imports the benign corpus from
 ``tests/scan_corpus.py``). What it does:
@@ -299,18 +307,71 @@ def _split(dotted: str) -> tuple[str, str, str]:
     return dotted.rpartition(".")
 
 
+RUNS = ROOT / "scripts" / "allowlist-runs"
+SHIPPED = ROOT / "sdk" / "chainproof" / "data" / "allowlist-v2.json"
+
+
+def _text(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=1, sort_keys=False) + "\n"
+
+
+def union(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the shipped list: every global of any run, with the union of its roles.
+
+    ``generated_from`` maps each package to the versions the runs used (comma-separated).
+    """
+    if not runs:
+        raise ValueError("no runs to unite")
+    roles: dict[str, dict[str, set[str]]] = {}
+    versions: dict[str, set[str]] = {}
+    for run in runs:
+        for module, names in run["globals"].items():
+            for name, granted in names.items():
+                roles.setdefault(module, {}).setdefault(name, set()).update(granted)
+        for package, version in run["generated_from"].items():
+            versions.setdefault(package, set()).add(version)
+    doc = dict(runs[0])
+    doc["comment"] = runs[0]["comment"] + (
+        f" The union of {len(runs)} runs (scripts/allowlist-runs/), one per set of library versions users install."
+        if len(runs) > 1 else "")
+    doc["generated_from"] = {p: ", ".join(sorted(v)) for p, v in versions.items()}
+    doc["globals"] = {m: {n: sorted(roles[m][n]) for n in sorted(roles[m])} for m in sorted(roles)}
+    return doc
+
+
+def check() -> list[str]:
+    """Return what differs: the run for the installed versions, and the shipped union."""
+    problems = []
+    committed = {path: json.loads(path.read_text()) for path in sorted(RUNS.glob("*.json"))}
+    run = build()
+    same = [path for path, doc in committed.items() if doc["generated_from"] == run["generated_from"]]
+    if not same:
+        problems.append(f"no committed run for the installed versions {run['generated_from']}: "
+                        f"python scripts/make_allowlist.py > scripts/allowlist-runs/NAME.json, review, commit")
+    elif (text := _text(run)) != same[0].read_text():
+        problems.append(f"{same[0].relative_to(ROOT)} differs from what the installed libraries give "
+                        f"({len(text)} bytes against {len(same[0].read_text())})")
+    if committed and SHIPPED.read_text() != _text(union(list(committed.values()))):
+        problems.append(f"{SHIPPED.relative_to(ROOT)} is not the union of scripts/allowlist-runs/*.json")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the shipped file instead of printing")
+    parser.add_argument("--check", action="store_true",
+                        help="compare the committed run and the shipped file with what they must be")
+    parser.add_argument("--union", nargs="+", metavar="RUN", type=Path,
+                        help="print the union of these runs (the shipped list) instead of a run")
     args = parser.parse_args(argv)
-    text = json.dumps(build(), indent=1, sort_keys=False) + "\n"
     if args.check:
-        shipped = (ROOT / "sdk" / "chainproof" / "data" / "allowlist-v2.json").read_text()
-        if shipped != text:
-            print("allowlist-v2.json differs from what the installed libraries give", file=sys.stderr)
-            return 1
+        problems = check()
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1 if problems else 0
+    if args.union:
+        sys.stdout.write(_text(union([json.loads(path.read_text()) for path in args.union])))
         return 0
-    sys.stdout.write(text)
+    sys.stdout.write(_text(build()))
     return 0
 
 
