@@ -10,7 +10,7 @@ from chainproof.cli import main
 from chainproof.errors import InputError
 from chainproof.k8s.manifests import ManifestOptions, check_documents, render_manifests
 
-kv = pytest.importorskip("kubernetes_validate", reason="needs the serve extra: pip install 'chainproof[serve]'")
+kv = pytest.importorskip("kubernetes_validate", reason="needs the test extra: pip install 'chainproof[test]'")
 
 IMAGE = "registry.example/chainproof-serve@sha256:" + "a" * 64
 
