@@ -60,9 +60,12 @@ def escape_for_kfp_local(value: str) -> str:
         value: the parameter value.
 
     Returns:
-        The value itself, or its hex encoding behind :data:`LOCAL_ESCAPE` when it holds ``python3``.
+        The value itself, or its hex encoding behind :data:`LOCAL_ESCAPE` when it holds
+        ``python3`` (or starts with the prefix itself, so that no value is mistaken for an escape).
     """
-    return LOCAL_ESCAPE + value.encode("utf-8").hex() if "python3" in value else value
+    if "python3" in value or value.startswith(LOCAL_ESCAPE):
+        return LOCAL_ESCAPE + value.encode("utf-8").hex()
+    return value
 
 
 def unescape(value: Any) -> Any:
