@@ -626,11 +626,17 @@ def test_stream_line_limit() -> None:
     line = b"x" * 100
     assert _stream(line + b"\n", max_line=100).readline() == line + b"\n"
     assert _stream(line, max_line=100).readline() == line
-    # The limit is checked each time a 64 KiB chunk is read without a newline in it, so a
-    # line may pass it by less than a chunk; well past it, it is refused.
+    # One byte over is refused, whether the newline is in the same chunk or not.
+    for over in (line + b"x" + b"\n", line + b"x", b"y" * 200_000 + b"\n"):
+        assert _limit(lambda over=over: _stream(over, max_line=100).readline()) == (
+            0, "line", "text argument longer than 100 bytes (the limit)"
+        )
     assert _limit(lambda: _stream(b"y" * 200_000 + b"\n", max_line=65_536).readline()) == (
         0, "line", "text argument longer than 65536 bytes (the limit)"
     )
+    s = _stream(b"ab\n" + b"z" * 101 + b"\n", max_line=100)
+    assert s.readline() == b"ab\n"
+    assert _limit(s.readline)[0] == 3  # the offset of the long line
     r = scan_pickle(io.BytesIO(b"I" + b"1" * 200_000 + b"\n."), label="m.pkl", allowlist=ALLOW, limits=ScanLimits(max_line_bytes=65_536))
     assert [(f.what, f.reason) for f in r.findings] == [("line", "text argument longer than 65536 bytes (the limit)")]
 
@@ -930,8 +936,8 @@ def test_stream_readline_across_chunks() -> None:
     assert s.readline() == b"c" * 70_000 + b"\n"
     assert (s.readline(), s.pos) == (b"d", 70_005)
     # the line limit counts the bytes of the line, not those already read
-    s = _stream(b"x" + b"a" * 70_000 + b"\n", max_line=65_536)
-    assert s.read(1) == b"x" and len(s.readline()) == 70_001
+    s = _stream(b"x" + b"a" * 65_536 + b"\n", max_line=65_536)
+    assert s.read(1) == b"x" and len(s.readline()) == 65_537
     try:
         _Stream(io.BytesIO(b"y" * 200_000), label="the-file", max_bytes=1 << 30, max_line=1000).readline()
     except ScanAbort as exc:

@@ -113,13 +113,13 @@ class _Stream:
         return data
 
     def readline(self, size: int = -1) -> bytes:
-        """Read up to and including the next newline, at most ``max_line`` bytes."""
+        """Read up to and including the next newline; a line of more than ``max_line`` bytes (newline not counted) is refused."""
         start = self._off
         while True:
             i = self._buf.find(b"\n", start)
-            if i >= 0:
+            if i >= 0 and i - self._off <= self.max_line:
                 return self.read(i + 1 - self._off)
-            have = len(self._buf) - self._off
+            have = len(self._buf) - self._off if i < 0 else i - self._off
             if have > self.max_line:
                 raise ScanAbort(
                     Finding(self.label, self.pos, "line", f"text argument longer than {self.max_line} bytes (the limit)")
