@@ -5,7 +5,8 @@ The oracle (``chainproof.scan._recorder``) is ``pickle._Unpickler`` and joblib's
 imported or called. A hypothesis fuzzer (fixed seed, bounded examples) builds
 opcode streams (GLOBAL, STACK_GLOBAL, REDUCE, OBJ, NEWOBJ, NEWOBJ_EX, INST,
 BUILD, EXT1/2/4, APPEND/SETITEM, memo ops, joblib array wrappers whose data are
-opcodes), nests them in every container and compression, and checks:
+opcodes), nests them in every container and compression (gzip, bz2, xz, lzma, zlib,
+lz4, zip, tar, ``.npy`` object arrays, ``.npz``, PyTorch zip), and checks:
 
 - the scanner never says safe where either loader records a use of a global
   that the allowlist does not permit (import, call, reconstruction), a call of
@@ -203,6 +204,25 @@ def _contain(data: bytes, how: str) -> bytes:
 
         return lz4.frame.compress(data)
     buf = io.BytesIO()
+    if how in ("npy", "npz"):
+        # An object array: numpy.load(allow_pickle=True) unpickles what follows the header.
+        import numpy.lib.format as npy_format
+
+        npy = io.BytesIO()
+        npy_format.write_array_header_1_0(npy, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        npy.write(data)
+        if how == "npy":
+            return npy.getvalue()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("arr_0.npy", npy.getvalue())
+        return buf.getvalue()
+    if how == "torch":
+        # PyTorch's zip format: torch.load unpickles archive/data.pkl.
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("archive/data.pkl", data)
+            z.writestr("archive/byteorder", b"little")
+            z.writestr("archive/version", b"3\n")
+        return buf.getvalue()
     if how == "zip":
         with zipfile.ZipFile(buf, "w") as z:
             z.writestr("model.pkl", data)
@@ -214,7 +234,7 @@ def _contain(data: bytes, how: str) -> bytes:
     return buf.getvalue()
 
 
-CONTAINERS = ["raw", "gzip", "bz2", "xz", "lzma", "zlib", "lz4", "zip", "tar"]
+CONTAINERS = ["raw", "gzip", "bz2", "xz", "lzma", "zlib", "lz4", "zip", "tar", "npy", "npz", "torch"]
 
 
 #: Examples per run: 300 in the suite (a few seconds); a longer run sets CHAINPROOF_SCAN_FUZZ_EXAMPLES
