@@ -6,7 +6,8 @@
 #   scripts/mutation.sh scan               # the pickle scanner's opcode walker, on the fast scan tests
 #   scripts/mutation.sh step               # the step primitive, on tests/unit/test_step_primitive.py
 #   scripts/mutation.sh registry           # the local registry, on tests/unit/test_registry_local.py
-#   scripts/mutation.sh registry-vertex    # the Vertex AI registry, on its loopback integration tests
+#   scripts/mutation.sh registry-vertex    # the Vertex AI registry: generate its mutants, then
+#   scripts/mutation.sh registry-vertex sample 40   # run 40 of them one by one (see below)
 #   scripts/mutation.sh verify results     # any mutmut command after the target: results, show NAME, browse
 #
 # Too slow for CI (verify: 25 minutes on two cores, ~1500 mutants): run it by hand after changing a check, and
@@ -58,8 +59,11 @@ case "$TARGET" in
     TESTS='["tests/unit/test_registry_local.py"]'
     ;;
   registry-vertex)
-    # The Vertex AI registry, against the loopback Vertex and Cloud Storage servers (slower:
-    # the servers start in each mutant's run).
+    # The Vertex AI registry, against the loopback Vertex and Cloud Storage servers. mutmut's own
+    # run reports every mutant of this target killed, also those that survive when run alone
+    # (its forked workers and the in-process gRPC servers do not mix): use it to generate the
+    # mutants, then `scripts/mutation.sh registry-vertex sample N`, which runs N of them one by
+    # one in fresh processes.
     ONLY='["src/chainproof/registry/vertex.py"]'
     TESTS='["tests/integration/test_vertex_registry.py"]'
     ;;
@@ -96,6 +100,30 @@ fi
 
 if [ $# -eq 0 ]; then
   set -- run
+fi
+if [ "$1" = sample ]; then
+  # N mutants drawn with a fixed seed, each run alone (a fresh pytest process, the mutant chosen
+  # by MUTANT_UNDER_TEST, the mutated copy first on sys.path); needs an earlier `run`.
+  N=${2:-40}
+  [ -d "$STAGE/mutants/src" ] || { echo "no mutants yet: scripts/mutation.sh $TARGET run first" >&2; exit 2; }
+  mapfile -t tests < <(python3 -c "import json,sys; print('\n'.join(t for t in json.loads(sys.argv[1]) if t.endswith('.py')))" "$TESTS")
+  cd "$STAGE"
+  names=$("$MUTMUT" results --all true | grep -o 'chainproof\.[^:]*' | shuf --random-source=<(yes 20261204) | head -n "$N" || true)
+  # mutmut copied the tests when it generated the mutants: bring that copy up to date.
+  cp -r "$ROOT/tests/." "$STAGE/mutants/tests/"
+  cd "$STAGE/mutants"
+  killed=0 total=0
+  for name in $names; do
+    total=$((total + 1))
+    if PYTHONPATH=src MUTANT_UNDER_TEST=$name "$(dirname "$MUTMUT")/python" -m pytest -x -q -n 0 -p no:cacheprovider \
+         "${tests[@]}" >/dev/null 2>&1; then
+      echo "$name: survived"
+    else
+      echo "$name: killed"; killed=$((killed + 1))
+    fi
+  done
+  echo "sampled $total mutants: $killed killed, $((total - killed)) survived"
+  exit 0
 fi
 if [ "$TARGET" = verify ] && [ "$1" = run ]; then
   # The verifier's tests run on the chain simulator: build it once per mutmut worker with the

@@ -152,6 +152,9 @@ def test_upload_request_carries_digest_labels_bundle_pointer_and_parent_model(en
     pointer = json.loads(req.model.version_description)["chainproof"]
     assert pointer["bundle"]["uri"] == f"{base}/bundle" and len(pointer["bundle"]["sha256"]) == 64
     assert pointer["model"]["sha256"] == sha
+    from chainproof import __version__
+
+    assert pointer["version"] == __version__ and pointer["registered"].endswith("Z")
     assert set(req.model.version_aliases) == {"default", f"sha256-{sha[:16]}"}
     # The LRO was polled, then the version fetched by its versioned name.
     assert fake.calls("GetOperation")
@@ -297,3 +300,96 @@ def test_no_serving_image_is_refused_naming_the_one_to_use(env, emulator, vertex
     with pytest.raises(RegistryError, match=f"sklearn-cpu.{_sklearn_minor()}@sha256:... or chainproof_serving_image"):
         _register(chains[0], registry)
     assert fake.calls("UploadModel") == []
+
+
+# -- the registry's own rules, driven directly (scripts/mutation.sh registry-vertex sample)
+
+
+@dataclass
+class _Step:
+    products: dict
+    environment: dict
+
+
+@dataclass
+class _Verified:
+    model_files: dict
+    steps: list
+
+
+def _trained_by(*versions: str) -> _Verified:
+    files = {"model/model.joblib": "a" * 64}
+    steps_ = [_Step(products=dict(files), environment={"frameworks": {"scikit-learn": v}} if v else {}) for v in versions]
+    steps_.append(_Step(products={"reports/x.json": "b" * 64}, environment={"frameworks": {"scikit-learn": "0.1.0"}}))
+    return _Verified(model_files=files, steps=steps_)
+
+
+def test_the_serving_image_check_names_both_versions_and_the_way_out(emulator, vertex):
+    from importlib.metadata import version
+
+    from chainproof.errors import ArtifactRefused
+
+    old = f"us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-6@sha256:{'16' * 32}"
+    trained = version("scikit-learn")
+    minor = ".".join(trained.split(".")[:2])
+    with pytest.raises(ArtifactRefused) as err:
+        _registry(emulator, vertex, serving_image=old).check_serving_image(_trained_by(trained))
+    assert str(err.value) == (f"serving image {old}: serves scikit-learn 1.6, but the model was trained with scikit-learn "
+                              f"{trained}; use a serving image for {minor} or chainproof's own serving image "
+                              "(chainproof_serving_image)")
+    # Only the steps that produced the model's files count (the other step recorded 0.1.0).
+    assert _registry(emulator, vertex).check_serving_image(_trained_by(trained)) == trained
+
+
+def test_a_chain_that_recorded_no_or_two_scikit_learn_versions_is_refused(emulator, vertex):
+    from chainproof.errors import ArtifactRefused
+
+    registry = _registry(emulator, vertex)
+    with pytest.raises(ArtifactRefused) as err:
+        registry.check_serving_image(_trained_by(""))
+    assert str(err.value) == (f"serving image {SERVING}: serves scikit-learn {_sklearn_minor().replace('-', '.')}, "
+                              "but no step of the chain recorded the scikit-learn version the model was trained with")
+    with pytest.raises(ArtifactRefused) as err:
+        registry.check_serving_image(_trained_by("1.5.2", "1.6.1"))
+    assert str(err.value) == "model: its files were produced with scikit-learn 1.5.2, 1.6.1"
+
+
+def test_an_upload_replaces_leftovers_under_its_prefix_only(env, emulator, vertex, tmp_path):
+    registry = _registry(emulator, vertex)
+    bucket = env.bucket(BUCKET)
+    bucket.blob("registry/x/model/stale.bin").upload_from_string(b"left by an interrupted attempt")
+    bucket.blob("registry/x/model-other/keep.bin").upload_from_string(b"another prefix")
+    local = tmp_path / "model"
+    (local / "sub").mkdir(parents=True)
+    (local / "model.joblib").write_bytes(b"m")
+    (local / "sub" / "f.json").write_bytes(b"{}")
+    registry._upload_tree(local, f"gs://{BUCKET}/registry/x/model")
+    names = sorted(b.name for b in env.list_blobs(BUCKET))
+    assert names == ["registry/x/model-other/keep.bin", "registry/x/model/model.joblib", "registry/x/model/sub/f.json"]
+
+
+def test_the_artifact_root_loses_its_trailing_slash_and_bad_arguments_are_named(emulator, vertex):
+    from google.auth.credentials import AnonymousCredentials
+
+    from chainproof.errors import InputError
+
+    registry = VertexModelRegistry(project=PROJECT, location=LOCATION, artifact_root=f"gs://{BUCKET}/registry/",
+                                   credentials=AnonymousCredentials(), serving_image=SERVING)
+    assert registry.artifact_root == f"gs://{BUCKET}/registry"
+    for root in ("s3://b/x", "gs://", "gs:///"):
+        with pytest.raises(InputError) as err:
+            VertexModelRegistry(project=PROJECT, location=LOCATION, artifact_root=root, serving_image=SERVING)
+        assert str(err.value) == f"artifact root {root!r}: expected gs://BUCKET[/PREFIX]"
+    own = f"europe-docker.pkg.dev/p/r/chainproof-serving@sha256:{'c0' * 32}"
+    with pytest.raises(InputError) as err:
+        VertexModelRegistry(project=PROJECT, location=LOCATION, serving_image=SERVING, chainproof_serving_image=own)
+    assert str(err.value) == "give serving_image (a prebuilt scikit-learn image) or chainproof_serving_image, not both"
+    with pytest.raises(InputError) as err:
+        VertexModelRegistry(project=PROJECT, location=LOCATION, serving_image=own)
+    assert str(err.value).endswith("for chainproof's own serving image use chainproof_serving_image")
+
+
+def test_the_identity_of_a_registration_is_its_project_location_and_model():
+    registry = VertexModelRegistry(project=PROJECT, location=LOCATION, serving_image=SERVING)
+    assert registry.identity_for(f"vertex://projects/{PROJECT}/locations/{LOCATION}/models/fraud@3") == {
+        "kind": "vertex", "project": PROJECT, "location": LOCATION, "model_id": "fraud"}
