@@ -347,7 +347,7 @@ def run(argv: list[str]) -> None:
             except SystemExit as exc:
                 if exc.code not in (0, None):
                     raise ComponentFailed(step, f"exited with status {exc.code}") from None
-            except Exception as exc:
+            except Exception as exc:  # the user's own code failed: say how, in one line
                 first = (str(exc).strip().splitlines() or [""])[0][:300]
                 raise ComponentFailed(step, f"{type(exc).__name__}: {first}") from exc
             finally:

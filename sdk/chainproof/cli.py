@@ -860,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("FAIL: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except Exception as exc:  # the backstop: one line, no traceback, unless --verbose
         if args.verbose >= 1:
             raise
         from chainproof._service_errors import classify_service_error

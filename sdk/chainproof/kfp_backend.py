@@ -89,7 +89,7 @@ def _client(host: str) -> Any:
 
     try:
         return kfp.Client(host=host)
-    except Exception as exc:
+    except Exception as exc:  # classified below, re-raised otherwise
         error = _service_error(exc, host, "connect (healthz)")
         if error is None:
             raise
@@ -171,7 +171,7 @@ def submit_kfp_pipeline(
             enable_caching=False,  # a cached step would skip its verification and its link
             service_account=service_account or None,
         )
-    except Exception as exc:
+    except Exception as exc:  # classified below, re-raised otherwise
         error = _service_error(exc, host, "create the run")
         if error is None:
             raise

@@ -89,7 +89,7 @@ def parse_header(stream: _Stream) -> tuple[tuple[int, int], tuple[int, ...], boo
         raise _BadHeader("descr is not a dtype description")
     try:
         dtype = npformat.descr_to_dtype(descr)  # type: ignore[arg-type]  # checked: a str, list or tuple
-    except Exception as exc:
+    except Exception as exc:  # numpy raises many types for a bad descr; each is a finding
         raise _BadHeader(f"descr is not a valid dtype ({type(exc).__name__}: {str(exc)[:80]})") from exc
     return version, shape, fortran, dtype
 

@@ -46,7 +46,7 @@ def _import_kserve() -> Any:
     sys.argv = saved[:1]
     try:
         import kserve
-        import kserve.model_server
+        import kserve.model_server  # parses sys.argv once, at import
     except ImportError as exc:
         raise InputError(f"chainproof serve needs KServe's model server (kserve): {SERVE_EXTRA}") from exc
     finally:
