@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -49,24 +50,62 @@ def _cmd_k8s_check(args: argparse.Namespace) -> int:
         version = parse_version(args.version)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
+    validate = _schema_validator(args.schemas) if args.schemas else None
     results: list[dict[str, Any]] = []
     total = 0
     for path in args.files:
-        findings = check_documents(load_documents(path), level=args.level, version=version,
-                                   hardening=args.hardening)
-        total += len(findings)
-        results.append({"file": path, "pass": not findings,
-                        "violations": [{"document": f.document, "check": f.violation.check,
-                                        "field": f.violation.field, "found": f.violation.found}
-                                       for f in findings]})
+        documents = load_documents(path)
+        findings = check_documents(documents, level=args.level, version=version, hardening=args.hardening)
+        violations: list[dict[str, Any]] = [
+            {"document": f.document, "check": f.violation.check, "field": f.violation.field, "found": f.violation.found}
+            for f in findings
+        ]
+        lines = [str(f) for f in findings]
+        for index, doc in enumerate(documents):
+            for field, message in validate(doc) if validate is not None else []:
+                violations.append({"document": index, "check": f"schema {args.schemas}", "field": field,
+                                   "found": message})
+                lines.append(f"document {index} ({doc.get('kind', '?')}): schema {args.schemas}: {field}: {message}")
+        total += len(violations)
+        results.append({"file": path, "pass": not violations, "violations": violations})
         if args.format == "text":
-            print(f"{'PASS' if not findings else 'FAIL'} {path} ({args.level}, {args.version})")
-            for f in findings:
-                print(f"  {f}")
+            print(f"{'PASS' if not violations else 'FAIL'} {path} ({args.level}, {args.version}"
+                  f"{', schemas ' + args.schemas if args.schemas else ''})")
+            for line in lines:
+                print(f"  {line}")
     if args.format == "json":
         print(json.dumps({"level": args.level, "version": args.version, "pass": total == 0, "files": results},
                          indent=2))
     return 0 if total == 0 else 1
+
+
+def _schema_validator(kubernetes_version: str) -> Any:
+    """Return a function that lists a document's schema errors (``kubernetes-validate``, strict)."""
+    try:
+        import kubernetes_validate
+        from kubernetes_validate import utils as kv_utils
+    except ImportError:
+        raise InputError("--schemas needs kubernetes-validate: pip install 'chainproof[serve]'") from None
+    if not re.fullmatch(r"\d+\.\d+\.\d+", kubernetes_version):
+        raise InputError(f"--schemas {kubernetes_version!r}: expected a Kubernetes version such as 1.32.0")
+
+    def errors(doc: Any) -> list[tuple[str, str]]:
+        if not isinstance(doc, dict):
+            return [("", f"not a mapping ({type(doc).__name__})")]
+        try:
+            kubernetes_validate.validate(doc, kubernetes_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            field = ".".join(str(p) for p in exc.path)
+            return [(field, str(exc.message))]
+        except kv_utils.VersionNotSupportedError:
+            raise InputError(f"--schemas {kubernetes_version}: kubernetes-validate has no schemas for this "
+                             "version") from None
+        except kubernetes_validate.SchemaNotFoundError:
+            return [("kind", f"no schema for {doc.get('apiVersion')}/{doc.get('kind')} in Kubernetes "
+                             f"{kubernetes_version}")]
+        return []
+
+    return errors
 
 
 def _load_verified(args: argparse.Namespace) -> Any:
@@ -257,6 +296,9 @@ def add_parsers(sub: Any) -> None:
     chk.add_argument("--version", default="latest", help="Kubernetes version of the standard: latest or v1.N")
     chk.add_argument("--hardening", action="store_true",
                      help="also require digest-pinned images, read-only root, no SA token, default-deny policies")
+    chk.add_argument("--schemas", metavar="K8S_VERSION", default="",
+                     help="also validate every document against the Kubernetes schemas of this version (strict, "
+                          "kubernetes-validate; the serve extra), e.g. 1.32.0")
     chk.add_argument("--format", choices=["text", "json"], default="text")
     chk.set_defaults(func=_cmd_k8s_check)
 

@@ -80,3 +80,47 @@ def test_cli_check_roundtrip(tmp_path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["k8s", "manifests", "local://fraud@3", "--image", IMAGE, "-o", str(out)]) == 0
     assert main(["k8s", "check", "--hardening", str(out)]) == 0
     assert "PASS" in capsys.readouterr().out
+
+
+def test_cli_check_validates_against_the_kubernetes_schemas(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import yaml
+
+    out = tmp_path / "m.yaml"
+    assert main(["k8s", "manifests", "local://fraud@3", "--image", IMAGE, "-o", str(out)]) == 0
+    assert main(["k8s", "check", "--hardening", "--schemas", "1.32.0", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"PASS {out} (restricted, latest, schemas 1.32.0)")
+    # A field Kubernetes does not know (a typo that the API server would drop or refuse) fails, naming the path.
+    docs = list(yaml.safe_load_all(out.read_text()))
+    deployment = next(i for i, d in enumerate(docs) if d["kind"] == "Deployment")
+    docs[deployment]["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump_all(docs))
+    assert main(["k8s", "check", "--schemas", "1.32.0", "--format", "json", str(bad)]) == 1
+    [violation] = json.loads(capsys.readouterr().out)["files"][0]["violations"]
+    assert violation["document"] == deployment and violation["check"] == "schema 1.32.0"
+    assert violation["field"] == "spec.template.spec.containers.0"
+    assert "'securityContex' was unexpected" in violation["found"]
+    # Without --schemas the project's own check does not look at unknown fields.
+    assert main(["k8s", "check", str(bad)]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("version, message", [
+    ("v1.32", "--schemas 'v1.32': expected a Kubernetes version such as 1.32.0"),
+    ("9.99.0", "--schemas 9.99.0: kubernetes-validate has no schemas for this version"),
+])
+def test_cli_check_refuses_a_schema_version_it_cannot_use(tmp_path, capsys, version: str, message: str) -> None:
+    out = tmp_path / "m.yaml"
+    assert main(["k8s", "manifests", "local://fraud@3", "--image", IMAGE, "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["k8s", "check", "--schemas", version, str(out)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_check_names_a_kind_without_a_schema(tmp_path, capsys) -> None:
+    doc = tmp_path / "x.yaml"
+    doc.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n")
+    assert main(["k8s", "check", "--schemas", "1.32.0", str(doc)]) == 1
+    assert "kind: no schema for example.com/v1/Widget in Kubernetes 1.32.0" in capsys.readouterr().out
