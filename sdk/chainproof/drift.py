@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from chainproof.errors import DigestMismatch, InputError
@@ -49,6 +51,7 @@ __all__ = [
     "psi",
     "psi_report",
     "model_scores",
+    "record_profile",
 ]
 
 #: The profile's logical name in the chain (a product of the training step).
@@ -277,6 +280,84 @@ def build_profile(
         "bins": "numeric: fractions per quantile bin (edges[i-1] < v <= edges[i]) then missing; "
                 "categorical: per category, then unseen, then missing",
     }
+
+
+def _infer_features(x: Any, names: Sequence[str]) -> list[dict[str, Any]]:
+    """The feature contract of a table: numeric where every present value is a number."""
+    np = _np()
+    width = x.shape[1] if hasattr(x, "shape") and len(x.shape) == 2 else len(next(iter(x), ()))
+    if width != len(names):
+        raise InputError(f"record_profile: {len(names)} feature names for {width} columns")
+    features: list[dict[str, Any]] = []
+    for name, column in zip(names, _columns(x, len(names))):
+        numeric = all(
+            _is_missing(v) or (isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)))
+            for v in column
+        )
+        features.append({"name": str(name), "type": "numeric" if numeric else "categorical"})
+    return features
+
+
+def record_profile(
+    model: Any,
+    x_train: Any,
+    x_held_out: Any,
+    *,
+    features: Sequence[str] | Sequence[Mapping[str, Any]] | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
+    target: str = "",
+) -> dict[str, Any]:
+    """Write the drift reference profile of your own training step into its chain.
+
+    Call it inside a ``chainproof.dsl`` component declared with ``role="train"`` (its layout
+    rule allows ``reports/profile.json``): the profile becomes evidence of the step, attested
+    by its link, and ``chainproof serve`` and ``chainproof monitor`` use it like the built-in
+    trainer's.
+
+    Args:
+        model: the fitted estimator (its scores on ``x_held_out`` are profiled).
+        x_train: the training rows, columns in the model's input order (a DataFrame or rows).
+        x_held_out: rows the model did not train on.
+        features: the feature names in column order (default: the DataFrame's columns), or
+            the full contract (``{"name", "type", "categories"}`` each). A column is numeric
+            when every present value is a number.
+        model_dir: the model output folder: ``features.json`` (the feature contract that
+            ``chainproof serve`` reads instances by, and ``monitor`` reads inputs by) is
+            written there, beside ``model.joblib``, and is attested with the model's files.
+        target: the label column's name, recorded in ``features.json``.
+
+    Returns:
+        The profile written.
+
+    Raises:
+        InputError: not inside a chainproof step, or the names do not fit the columns.
+    """
+    from chainproof.step import current_step
+
+    ctx = current_step()
+    rows = x_train.to_numpy(dtype=object) if hasattr(x_train, "iloc") else x_train  # a DataFrame
+    if features is None:
+        if not hasattr(x_train, "columns"):
+            raise InputError("record_profile: give features=[names in column order] for a table without column names")
+        features = [str(c) for c in x_train.columns]
+    if features and all(isinstance(f, Mapping) for f in features):
+        contract = [dict(f) for f in features if isinstance(f, Mapping)]
+    else:
+        contract = _infer_features(rows, [str(f) for f in features])
+    profile = build_profile(rows, features=contract, scores=list(model_scores(model, x_held_out)))
+    ctx.add_evidence(PROFILE_PRODUCT, profile)
+    if model_dir is not None:
+        described = [
+            {"name": f["name"], "type": f["type"], **({"categories": f["categories"]} if f["type"] == "categorical" else {})}
+            for f in profile["features"]
+        ]
+        classes = [str(c) for c in getattr(model, "classes_", [])]
+        document = {"task": "classification" if hasattr(model, "predict_proba") else "regression",
+                    "target": target, "features": described, "classes": classes}
+        path = Path(model_dir) / "features.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return profile
 
 
 def _fractions_for(feature: Mapping[str, Any], column: Sequence[Any]) -> list[float]:

@@ -79,3 +79,47 @@ def churn_broken(source_uri: str, expected_sha256: str):
     feats = preprocess(raw=raw.outputs["dataset"])
     trained = broken_train(features=feats.outputs["features"])
     register_model(model=trained.outputs["model"], model_name="churn")
+
+
+@dsl.component(role="train")
+def train_profiled(features: Input[Dataset], model: Output[Model]):
+    """The same training, declared as the pipeline's training step: it records the drift profile and
+    the feature contract (chainproof.drift.record_profile), so serve and monitor can watch it."""
+    import csv
+    import os
+
+    import joblib
+    import numpy as np
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from chainproof.drift import record_profile
+
+    with open(features.path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = ["plan", "region", "tenure", "charges"]
+    x = np.array([[r["plan"] or np.nan, r["region"] or np.nan] + [float(r[c]) if r[c] else np.nan for c in names[2:]]
+                  for r in rows], dtype=object)
+    y = np.array([int(r["churned"]) for r in rows])
+    prep = ColumnTransformer([
+        ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+         [0, 1]),
+        ("numeric", SimpleImputer(strategy="median"), [2, 3]),
+    ])
+    x_train, x_test, y_train, _ = train_test_split(x, y, test_size=0.25, random_state=0)
+    clf = Pipeline([("prep", prep), ("model", LogisticRegression(max_iter=1000))]).fit(x_train, y_train)
+    os.makedirs(model.path, exist_ok=True)
+    joblib.dump(clf, os.path.join(model.path, "model.joblib"))
+    record_profile(clf, x_train, x_test, features=names, model_dir=model.path, target="churned")
+
+
+@dsl.pipeline(name="churn-profiled")
+def churn_profiled(source_uri: str, expected_sha256: str):
+    raw = secure_ingest(source_uri=source_uri, expected_sha256=expected_sha256)
+    feats = preprocess(raw=raw.outputs["dataset"])
+    trained = train_profiled(features=feats.outputs["features"])
+    register_model(model=trained.outputs["model"], model_name="churn")

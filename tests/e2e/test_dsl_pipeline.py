@@ -258,3 +258,46 @@ def test_compile_refuses_a_user_component_on_an_unpinned_image(tmp_path):
     assert proc.returncode == 2
     assert "FAIL: executor exec-use: image 'python:3.11': not pinned by digest" in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.py"]  # nothing half-written
+
+
+def _inputs_log(source: Path, dest: Path, shift: bool) -> Path:
+    with open(source, newline="") as f_in, open(dest, "w", newline="") as f_out:
+        rows = list(csv.DictReader(f_in))[:400]
+        out = csv.writer(f_out, lineterminator="\n")
+        out.writerow(["plan", "region", "tenure", "charges"])
+        for r in rows:
+            tenure = str(float(r["tenure"] or 1) * 4) if shift else r["tenure"]
+            out.writerow(["max" if shift else r["plan"], r["region"], tenure, r["charges"]])
+    return dest
+
+
+def test_own_training_step_records_its_drift_profile_and_monitor_watches_it(churn_csv, tmp_path):
+    """role="train" plus chainproof.drift.record_profile: the profile is attested by the user's step,
+    the feature contract travels with the model, and `chainproof monitor` reads both."""
+    path, digest = churn_csv
+    env = {"CHAINPROOF_TRUST_DIR": str(tmp_path / "trust"), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    proc = subprocess.run(
+        [CLI, "run", "--pipeline", f"{PIPELINE}:churn_profiled", "--param", f"source_uri={path}",
+         "--param", f"expected_sha256={digest}", "--workdir", str(tmp_path / "cw"), "--format", "json"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    from chainproof.signing import load_public_key
+
+    owner = load_public_key(result["owner_key"])
+    verified = verify_bundle(Path(result["bundle"]), trusted_owner_keys={owner.keyid: owner})
+    train = verified.step("train_profiled")
+    assert {"reports/profile.json", "model/model.joblib", "model/features.json"} <= set(train.products)
+    contract = json.loads((Path(result["model"]) / "features.json").read_text())
+    assert [(f["name"], f["type"]) for f in contract["features"]] == [
+        ("plan", "categorical"), ("region", "categorical"), ("tenure", "numeric"), ("charges", "numeric")]
+    assert contract["task"] == "classification" and contract["target"] == "churned"
+    monitor = [CLI, "monitor", result["bundle"], "--owner-key", result["owner_key"], "--inputs"]
+    clean = subprocess.run([*monitor, str(_inputs_log(path, tmp_path / "clean.csv", False))],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert clean.returncode == 0 and "OK: 0 alert(s)" in clean.stdout, clean.stdout + clean.stderr
+    shifted = subprocess.run([*monitor, str(_inputs_log(path, tmp_path / "shifted.csv", True))],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert shifted.returncode == 1, shifted.stdout + shifted.stderr
+    assert "ALERT: feature plan PSI" in shifted.stdout and "ALERT: feature tenure PSI" in shifted.stdout
