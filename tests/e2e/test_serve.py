@@ -521,3 +521,43 @@ def test_a_publisher_without_a_fetched_model_is_a_usage_error(registered, tmp_pa
     assert done.stderr.strip().splitlines()[-1].startswith("FAIL: --"), done.stderr
     assert "with --model-source" in done.stderr or "goes with a publisher" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serves_a_users_own_pipeline_model_by_its_recorded_feature_contract(tmp_path):
+    """A data scientist's pipeline whose training step records its profile and contract
+    (chainproof.drift.record_profile): served by name, instances read by the user's own columns."""
+    import joblib
+    import numpy as np
+
+    from tests.e2e.test_dsl_pipeline import PIPELINE, make_churn_table
+
+    data = tmp_path / "churn.csv"
+    digest = make_churn_table(data, rows=600)
+    env = {**os.environ, "CHAINPROOF_TRUST_DIR": str(tmp_path / "trust")}
+    run = subprocess.run([CHAINPROOF, "run", "--pipeline", f"{PIPELINE}:churn_profiled", "--param",
+                          f"source_uri={data}", "--param", f"expected_sha256={digest}", "--workdir", str(tmp_path / "w"),
+                          "--format", "json"], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    lists = [["basic", "north", 3.0, 99.5], ["max", "west", 60.0, 20.0], ["", "east", 12.0, 55.0]]
+    objects = [dict(zip(["plan", "region", "tenure", "charges"], row)) for row in lists]
+    model = joblib.load(Path(result["model"]) / "model.joblib")
+    expected = [int(p) for p in model.predict(np.array([[c if c != "" else np.nan for c in r] for r in lists],
+                                                        dtype=object))]
+    client = f'''
+        assert wait_ready()
+        OUT["lists"] = call("POST", "/v1/models/churn:predict", {{"instances": {lists!r}}})
+        OUT["objects"] = call("POST", "/v1/models/churn:predict", {{"instances": {objects!r}}})
+        OUT["bad"] = call("POST", "/v1/models/churn:predict", {{"instances": [["basic", "north", "soon", 1.0]]}})
+        OUT["metrics"] = call("GET", "/metrics")
+    '''
+    out = _run_in_namespace([result["registered"], "--registry", str(tmp_path / "w" / "registry"),
+                             "--owner-key", result["owner_key"], "--every", "1"], client, tmp_path, env=env)
+    for key in ("lists", "objects"):
+        assert out[key][0] == 200, out[key]
+        assert [int(p) for p in json.loads(out[key][1])["predictions"]] == expected
+    assert out["bad"][0] == 400 and "feature 'tenure' is numeric" in out["bad"][1]
+    assert "drift: reports/profile.json matches the digest train_profiled attests (4 features)" in out["_log"]
+    # The drift monitor watches the user's features: six rows in its window, PSI per feature of their own.
+    assert 'chainproof_drift_window_rows{model="churn"} 6.0' in out["metrics"][1]
+    assert 'chainproof_drift_psi{feature="plan",model="churn"}' in out["metrics"][1]
