@@ -28,6 +28,8 @@ def _machine(m: dict[str, Any]) -> list[str]:
 
 def _table(name: str, bench: dict[str, Any]) -> list[str]:
     lines = [f"### {name}", ""]
+    if bench.get("measured"):
+        lines += [f"_measured in the run started {bench['measured']}_", ""]
     if "error" in bench:
         return lines + [f"**failed:** `{bench['error']}`", ""]
     if bench.get("note"):
@@ -105,7 +107,7 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
 
     def bars(name: str, fname: str, ylabel: str, key: str = "median_s") -> None:
         bench = b.get(name)
-        if not bench or "cases" not in bench:
+        if not bench or not bench.get("cases"):
             return
         cases = bench["cases"]
         fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4), squeeze=False)
