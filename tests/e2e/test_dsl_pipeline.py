@@ -56,19 +56,25 @@ def churn_csv(tmp_path_factory):
     return path, make_churn_table(path)
 
 
-@pytest.fixture(scope="module")
-def churn_run(churn_csv, tmp_path_factory):
-    """The user's pipeline run once with `chainproof run --pipeline`, as a user would."""
-    work = tmp_path_factory.mktemp("work")
-    path, digest = churn_csv
+def run_user_pipeline(name: str, csv_path: Path, digest: str, work: Path) -> tuple[dict, dict[str, str]]:
+    """Run a pipeline of tests/assets/churn_pipeline.py with `chainproof run --pipeline`, as a user would;
+    return its JSON result and the environment (its own trust store) to run more commands in."""
     env = {"CHAINPROOF_TRUST_DIR": str(work / "trust"), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
     proc = subprocess.run(
-        [CLI, "run", "--pipeline", f"{PIPELINE}:churn", "--param", f"source_uri={path}",
+        [CLI, "run", "--pipeline", f"{PIPELINE}:{name}", "--param", f"source_uri={csv_path}",
          "--param", f"expected_sha256={digest}", "--workdir", str(work / "cw"), "--format", "json"],
         capture_output=True, text=True, timeout=600, env=env, cwd=work,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1]), work
+    return json.loads(proc.stdout.strip().splitlines()[-1]), env
+
+
+@pytest.fixture(scope="module")
+def churn_run(churn_csv, tmp_path_factory):
+    """The user's pipeline run once with `chainproof run --pipeline`, as a user would."""
+    work = tmp_path_factory.mktemp("work")
+    result, _ = run_user_pipeline("churn", *churn_csv, work)
+    return result, work
 
 
 def test_own_pipeline_runs_with_chainproof_run_and_verifies(churn_run):
@@ -274,15 +280,8 @@ def _inputs_log(source: Path, dest: Path, shift: bool) -> Path:
 def test_own_training_step_records_its_drift_profile_and_monitor_watches_it(churn_csv, tmp_path):
     """role="train" plus chainproof.drift.record_profile: the profile is attested by the user's step,
     the feature contract travels with the model, and `chainproof monitor` reads both."""
-    path, digest = churn_csv
-    env = {"CHAINPROOF_TRUST_DIR": str(tmp_path / "trust"), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-    proc = subprocess.run(
-        [CLI, "run", "--pipeline", f"{PIPELINE}:churn_profiled", "--param", f"source_uri={path}",
-         "--param", f"expected_sha256={digest}", "--workdir", str(tmp_path / "cw"), "--format", "json"],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    path, _ = churn_csv
+    result, env = run_user_pipeline("churn_profiled", *churn_csv, tmp_path)
     from chainproof.signing import load_public_key
 
     owner = load_public_key(result["owner_key"])

@@ -529,16 +529,11 @@ def test_serves_a_users_own_pipeline_model_by_its_recorded_feature_contract(tmp_
     import joblib
     import numpy as np
 
-    from tests.e2e.test_dsl_pipeline import PIPELINE, make_churn_table
+    from tests.e2e.test_dsl_pipeline import make_churn_table, run_user_pipeline
 
     data = tmp_path / "churn.csv"
-    digest = make_churn_table(data, rows=600)
-    env = {**os.environ, "CHAINPROOF_TRUST_DIR": str(tmp_path / "trust")}
-    run = subprocess.run([CHAINPROOF, "run", "--pipeline", f"{PIPELINE}:churn_profiled", "--param",
-                          f"source_uri={data}", "--param", f"expected_sha256={digest}", "--workdir", str(tmp_path / "w"),
-                          "--format", "json"], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result, run_env = run_user_pipeline("churn_profiled", data, make_churn_table(data, rows=600), tmp_path)
+    env = {**os.environ, "CHAINPROOF_TRUST_DIR": run_env["CHAINPROOF_TRUST_DIR"]}
     lists = [["basic", "north", 3.0, 99.5], ["max", "west", 60.0, 20.0], ["", "east", 12.0, 55.0]]
     objects = [dict(zip(["plan", "region", "tenure", "charges"], row)) for row in lists]
     model = joblib.load(Path(result["model"]) / "model.joblib")
@@ -551,7 +546,7 @@ def test_serves_a_users_own_pipeline_model_by_its_recorded_feature_contract(tmp_
         OUT["bad"] = call("POST", "/v1/models/churn:predict", {{"instances": [["basic", "north", "soon", 1.0]]}})
         OUT["metrics"] = call("GET", "/metrics")
     '''
-    out = _run_in_namespace([result["registered"], "--registry", str(tmp_path / "w" / "registry"),
+    out = _run_in_namespace([result["registered"], "--registry", str(tmp_path / "cw" / "registry"),
                              "--owner-key", result["owner_key"], "--every", "1"], client, tmp_path, env=env)
     for key in ("lists", "objects"):
         assert out[key][0] == 200, out[key]
